@@ -1,0 +1,127 @@
+//! Command-line flags, checked once and turned into a `Config`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+use regex::Regex;
+
+use crate::config::{Config, OutputFormat, DEFAULT_KEY, DEFAULT_PATTERN};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "migrate",
+    version,
+    about = "Rebuild the revision history (issues) of a table from its daily SQL backups",
+    after_help = "Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted."
+)]
+pub struct Cli {
+    /// Folder holding the daily backups (`.sql.gz` or `.sql`, dated in their names)
+    #[arg(long, value_name = "DIR")]
+    pub backups: PathBuf,
+
+    /// Folder for the issues, removals and summary.json
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Folder for intermediate partitions [default: OUT/.work]
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+
+    /// Table to migrate; other tables in the dumps are skipped
+    #[arg(long, default_value = "covidcast")]
+    pub table: String,
+
+    /// Table name in the emitted INSERT statements [default: --table]
+    #[arg(long)]
+    pub target_table: Option<String>,
+
+    /// Columns that identify a row, comma-separated
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_KEY.map(String::from))]
+    pub key: Vec<String>,
+
+    /// Surrogate id column: never compared, not written
+    #[arg(long, default_value = "id")]
+    pub id_column: String,
+
+    /// Columns carried to the output but not compared, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    pub ignore_columns: Vec<String>,
+
+    /// Column whose values split the work and the output files
+    #[arg(long, default_value = "source")]
+    pub partition_column: String,
+
+    /// Regular expression for backup file names; its `date` group holds YYYYMMDD
+    #[arg(long, default_value = DEFAULT_PATTERN)]
+    pub pattern: String,
+
+    /// Output format of the issue files
+    #[arg(long, value_enum, default_value_t = OutputFormat::Sql)]
+    pub format: OutputFormat,
+
+    /// Rows per INSERT statement in SQL output
+    #[arg(long, default_value_t = 1000)]
+    pub chunk_rows: usize,
+
+    /// Backups extracted at once [default: number of cores]
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings only, -qq errors only)
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl Cli {
+    pub fn verbosity(&self) -> i8 {
+        self.verbose.min(4) as i8 - self.quiet.min(4) as i8
+    }
+
+    /// Checks the flags against each other; the message says what to change.
+    pub fn into_config(self) -> Result<Config, String> {
+        let mut config = Config::new(self.backups, self.out);
+        if let Some(work) = self.work {
+            config.work = work;
+        }
+        if self.key.iter().any(String::is_empty) || self.key.is_empty() {
+            return Err("--key needs at least one column name".into());
+        }
+        if self.key.contains(&self.id_column) {
+            return Err(format!(
+                "--id-column {} is also in --key; the id is never compared",
+                self.id_column
+            ));
+        }
+        if let Some(both) = self.ignore_columns.iter().find(|c| self.key.contains(c)) {
+            return Err(format!("--ignore-columns {both} is part of --key"));
+        }
+        let pattern = Regex::new(&self.pattern)
+            .map_err(|e| format!("--pattern is not a regular expression: {e}"))?;
+        if pattern.captures_len() < 2 {
+            return Err("--pattern needs a group for the date, e.g. (?P<date>\\d{8})".into());
+        }
+        if self.chunk_rows == 0 {
+            return Err("--chunk-rows must be at least 1".into());
+        }
+        if self.jobs == Some(0) {
+            return Err("--jobs must be at least 1".into());
+        }
+        config.target_table = self.target_table.unwrap_or_else(|| self.table.clone());
+        config.table = self.table;
+        config.key = self.key;
+        config.id_column = self.id_column;
+        config.ignore_columns = self.ignore_columns;
+        config.partition_column = self.partition_column;
+        config.pattern = pattern;
+        config.format = self.format;
+        config.chunk_rows = self.chunk_rows;
+        if let Some(jobs) = self.jobs {
+            config.jobs = jobs;
+        }
+        Ok(config)
+    }
+}

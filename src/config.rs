@@ -1,0 +1,85 @@
+//! The validated settings of a run. The CLI builds one from its flags; library users build
+//! one directly.
+
+use std::path::PathBuf;
+
+use regex::Regex;
+
+/// Columns of Delphi's `covidcast` table that identify a measurement.
+pub const DEFAULT_KEY: [&str; 6] = [
+    "source",
+    "signal",
+    "time_type",
+    "geo_type",
+    "time_value",
+    "geo_value",
+];
+
+/// File names of the daily backups: the date is the `date` group (YYYYMMDD).
+pub const DEFAULT_PATTERN: &str = r"^just_covidcast_(?P<date>\d{8})_database\.sql(\.gz)?$";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// INSERT statements that load into the migrated table.
+    Sql,
+    /// CSV with a header; NULL is an empty field, the empty string is "".
+    Csv,
+}
+
+impl OutputFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Sql => "sql",
+            OutputFormat::Csv => "csv",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Folder holding the daily backups.
+    pub backups: PathBuf,
+    /// Folder receiving issues, removals and the summary.
+    pub out: PathBuf,
+    /// Folder for intermediate partitions.
+    pub work: PathBuf,
+    /// The table to migrate; other tables in the dumps are skipped.
+    pub table: String,
+    /// Name of the table the emitted SQL inserts into.
+    pub target_table: String,
+    pub key: Vec<String>,
+    /// The surrogate id column: never compared, never written.
+    pub id_column: String,
+    /// Columns carried to the output but not compared.
+    pub ignore_columns: Vec<String>,
+    /// Column whose values split the work (one partition per value).
+    pub partition_column: String,
+    pub pattern: Regex,
+    pub format: OutputFormat,
+    /// Rows per INSERT statement in SQL output.
+    pub chunk_rows: usize,
+    /// Backups extracted at once.
+    pub jobs: usize,
+}
+
+impl Config {
+    /// A configuration with the defaults for Delphi's `covidcast` table.
+    pub fn new(backups: PathBuf, out: PathBuf) -> Config {
+        let work = out.join(".work");
+        Config {
+            backups,
+            out,
+            work,
+            table: "covidcast".into(),
+            target_table: "covidcast".into(),
+            key: DEFAULT_KEY.iter().map(|s| s.to_string()).collect(),
+            id_column: "id".into(),
+            ignore_columns: Vec::new(),
+            partition_column: "source".into(),
+            pattern: Regex::new(DEFAULT_PATTERN).expect("the default pattern is valid"),
+            format: OutputFormat::Sql,
+            chunk_rows: 1000,
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Stage 3, diff: for one source and two backups in a row, polars joins the two partitions
+//! on the key and keeps the rows of the newer one that are new or whose compared columns
+//! differ, with NULL = NULL and NaN = NaN (`eq_missing`); keys only in the older one are
+//! removals. This is the only module that speaks polars.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use polars::prelude::*;
+
+use crate::layout::{Kind, Layout};
+
+const OLD_SUFFIX: &str = "__old";
+const IN_OLD: &str = "__in_old";
+
+/// The outcome of one diff unit.
+pub struct DiffResult {
+    /// Issue rows: every stored column, sorted by key; text columns as strings.
+    pub issues: DataFrame,
+    /// Keys that disappeared, sorted.
+    pub removed: DataFrame,
+    pub added: usize,
+    pub changed: usize,
+    /// Rows in the newer partition.
+    pub rows: usize,
+}
+
+/// The polars type of each stored column; key text columns are categorical in the one
+/// global mapping, so that partitions read separately join directly.
+fn schema(layout: &Layout) -> Schema {
+    layout
+        .columns
+        .iter()
+        .map(|column| {
+            let dtype = match (column.kind, column.is_key) {
+                (Kind::Integer, _) => DataType::Int64,
+                (Kind::Float, _) => DataType::Float64,
+                (Kind::Text, true) => DataType::from_categories(Categories::global()),
+                (Kind::Text, false) => DataType::String,
+            };
+            Field::new(column.name.as_str().into(), dtype)
+        })
+        .collect()
+}
+
+/// Reads one partition CSV; a missing file is an empty partition.
+pub fn read_partition(path: Option<&Path>, layout: &Layout) -> Result<DataFrame> {
+    let schema = Arc::new(schema(layout));
+    let Some(path) = path else {
+        return Ok(DataFrame::empty_with_schema(&schema));
+    };
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_schema(Some(schema))
+        .with_rechunk(true)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(|reader| reader.finish())
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot read the partition {}", path.display()))
+}
+
+fn key_exprs(layout: &Layout) -> Vec<Expr> {
+    layout.key_names().into_iter().map(col).collect()
+}
+
+/// Fails if a key occurs twice in `frame`, naming the first such key.
+pub fn check_unique_keys(frame: &DataFrame, layout: &Layout) -> Result<()> {
+    let keys = key_exprs(layout);
+    let duplicates = frame
+        .clone()
+        .lazy()
+        .group_by(keys.clone())
+        .agg([len().alias("__count")])
+        .filter(col("__count").gt(lit(1)))
+        .select(
+            keys.iter()
+                .map(|k| k.clone().cast(DataType::String))
+                .collect::<Vec<_>>(),
+        )
+        .sort(layout.key_names(), SortMultipleOptions::default())
+        .limit(1)
+        .collect()?;
+    if duplicates.height() > 0 {
+        let row = duplicates.get_row(0)?;
+        let values: Vec<String> = row.0.iter().map(|v| v.to_string()).collect();
+        bail!(
+            "the key ({}) = ({}) occurs more than once; the key must identify one row \
+             (pass --key with the table's unique key)",
+            layout.key_names().join(", "),
+            values.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Diffs the partition `new` against `old` (None: the first backup, every row is new).
+pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<DiffResult> {
+    check_unique_keys(&new, layout)?;
+    let rows = new.height();
+    let keys = key_exprs(layout);
+    let stored: Vec<Expr> = layout.names().map(col).collect();
+    let Some(old) = old else {
+        let issues = sort_by_key(new.lazy(), layout).select(stored).collect()?;
+        let removed = DataFrame::empty_with_schema(&key_schema(layout));
+        return Ok(DiffResult {
+            added: issues.height(),
+            changed: 0,
+            issues: text_as_strings(issues)?,
+            removed,
+            rows,
+        });
+    };
+    let compared = layout.compared_names();
+    let mut old_side: Vec<Expr> = keys.clone();
+    old_side.extend(
+        compared
+            .iter()
+            .map(|name| col(*name).alias(format!("{name}{OLD_SUFFIX}"))),
+    );
+    old_side.push(lit(true).alias(IN_OLD));
+    let mut args = JoinArgs::new(JoinType::Left);
+    args.nulls_equal = true;
+    let joined = new.clone().lazy().join(
+        old.clone().lazy().select(old_side),
+        keys.clone(),
+        keys.clone(),
+        args,
+    );
+    let is_added = col(IN_OLD).is_null();
+    let differs = compared
+        .iter()
+        .map(|name| {
+            col(*name)
+                .eq_missing(col(format!("{name}{OLD_SUFFIX}")))
+                .not()
+        })
+        .fold(lit(false), |any, differs| any.or(differs));
+    let mut selected = stored.clone();
+    selected.push(is_added.clone().alias("__added"));
+    let issues = sort_by_key(joined.filter(is_added.or(differs)), layout)
+        .select(selected)
+        .collect()?;
+    let added = issues.column("__added")?.bool()?.sum().unwrap_or(0) as usize;
+    let issues = issues.drop("__added")?;
+
+    let mut anti = JoinArgs::new(JoinType::Anti);
+    anti.nulls_equal = true;
+    let removed = sort_by_key(
+        old.lazy().select(keys.clone()).join(
+            new.lazy().select(keys.clone()),
+            keys.clone(),
+            keys,
+            anti,
+        ),
+        layout,
+    )
+    .collect()?;
+    Ok(DiffResult {
+        changed: issues.height() - added,
+        added,
+        issues: text_as_strings(issues)?,
+        removed: text_as_strings(removed)?,
+        rows,
+    })
+}
+
+fn key_schema(layout: &Layout) -> Schema {
+    schema(layout)
+        .iter()
+        .filter(|(name, _)| layout.key_names().contains(&name.as_str()))
+        .map(|(name, dtype)| {
+            let dtype = if dtype.is_categorical() {
+                DataType::String
+            } else {
+                dtype.clone()
+            };
+            Field::new(name.clone(), dtype)
+        })
+        .collect()
+}
+
+/// Sorts by the key's values (categoricals by their text, not their codes), so output is
+/// the same whatever order rows or categories arrived in.
+fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
+    let by: Vec<Expr> = layout
+        .key_names()
+        .into_iter()
+        .map(|name| col(name).cast(DataType::String))
+        .collect();
+    frame.sort_by_exprs(by, SortMultipleOptions::default().with_maintain_order(true))
+}
+
+/// Casts categorical columns to strings, for the writers downstream.
+fn text_as_strings(frame: DataFrame) -> Result<DataFrame> {
+    let casts: Vec<Expr> = frame
+        .columns()
+        .iter()
+        .map(|c| {
+            let name = c.name().as_str();
+            if c.dtype().is_categorical() {
+                col(name).cast(DataType::String)
+            } else {
+                col(name)
+            }
+        })
+        .collect();
+    let mut frame = frame.lazy().select(casts).collect()?;
+    frame.rechunk_mut();
+    Ok(frame)
+}

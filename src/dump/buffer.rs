@@ -1,0 +1,125 @@
+//! A sliding window over a byte stream that tracks where it is (byte offset and line) for
+//! error messages, grows only as far as one statement or tuple needs, and never holds the dump.
+
+use std::io::{self, Read};
+
+const READ_CHUNK: usize = 1 << 20;
+
+pub struct Window<R> {
+    reader: R,
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Uncompressed byte offset of `data[start]` and the 1-based line it is on.
+    offset: u64,
+    line: u64,
+    max_len: usize,
+}
+
+impl<R: Read> Window<R> {
+    pub fn new(reader: R, max_len: usize) -> Self {
+        Window {
+            reader,
+            data: vec![0; READ_CHUNK * 2],
+            start: 0,
+            end: 0,
+            eof: false,
+            offset: 0,
+            line: 1,
+            max_len,
+        }
+    }
+
+    /// The bytes read but not yet consumed.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Reads more input; returns false at the end of the stream. Grows the window only when
+    /// the unconsumed part already fills it, and refuses to grow past `max_len`.
+    pub fn fill_more(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.data.len() - self.end < READ_CHUNK {
+            if self.data.len() >= self.max_len {
+                return Err(io::Error::other(WindowFull(self.max_len)));
+            }
+            let new_len = (self.data.len() * 2).min(self.max_len.max(READ_CHUNK));
+            self.data.resize(new_len.max(self.end + READ_CHUNK), 0);
+        }
+        loop {
+            match self.reader.read(&mut self.data[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Marks `n` bytes as consumed.
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        let consumed = &self.data[self.start..self.start + n];
+        self.line += memchr::memchr_iter(b'\n', consumed).count() as u64;
+        self.offset += n as u64;
+        self.start += n;
+    }
+
+    /// Byte offset and line of the position `ahead` bytes past the consumed part.
+    pub fn position(&self, ahead: usize) -> Position {
+        let ahead = ahead.min(self.end - self.start);
+        let skipped = &self.data[self.start..self.start + ahead];
+        Position {
+            offset: self.offset + ahead as u64,
+            line: self.line + memchr::memchr_iter(b'\n', skipped).count() as u64,
+        }
+    }
+}
+
+/// Where in the uncompressed dump something is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub line: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} (byte {})", self.line, self.offset)
+    }
+}
+
+/// The marker error for a statement or row longer than the window may grow.
+#[derive(Debug)]
+pub struct WindowFull(pub usize);
+
+impl std::fmt::Display for WindowFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a single statement or row is longer than {} MiB",
+            self.0 >> 20
+        )
+    }
+}
+
+impl std::error::Error for WindowFull {}

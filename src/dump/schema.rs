@@ -1,0 +1,164 @@
+//! Statement structure through `sqlparser`: a table's columns from its `CREATE TABLE`, and
+//! the table and column list of an `INSERT ... VALUES` head. Both are rare and small, so the
+//! full parser is affordable here.
+
+use sqlparser::ast::{ObjectName, Statement, TableObject};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+
+/// How a column's values are compared and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Integer types: compared as 64-bit integers.
+    Integer,
+    /// Floating point and decimal types: compared by value (`1.50` = `1.5`).
+    Float,
+    /// Everything else (strings, dates): compared exactly as text.
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub kind: ColumnKind,
+}
+
+/// A table as its `CREATE TABLE` statement declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDef {
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+}
+
+/// The head of an INSERT: which table, and the explicit column list if the dump wrote one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertHead {
+    pub table: String,
+    pub columns: Option<Vec<String>>,
+}
+
+fn parse_one(sql: &str) -> Result<Statement, String> {
+    let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| e.to_string())?;
+    match statements.len() {
+        1 => Ok(statements.remove(0)),
+        n => Err(format!("expected one statement, found {n}")),
+    }
+}
+
+fn last_name(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|part| part.as_ident())
+        .map(|ident| ident.value.clone())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Parses a `CREATE TABLE` statement (without its `;`).
+pub fn parse_create_table(sql: &str) -> Result<TableDef, String> {
+    match parse_one(sql)? {
+        Statement::CreateTable(create) => Ok(TableDef {
+            name: last_name(&create.name),
+            columns: create
+                .columns
+                .iter()
+                .map(|column| ColumnDef {
+                    name: column.name.value.clone(),
+                    kind: kind_of(&column.data_type.to_string()),
+                })
+                .collect(),
+        }),
+        other => Err(format!("not a CREATE TABLE statement: {other}")),
+    }
+}
+
+/// Parses the head of an INSERT, everything before the `VALUES` keyword.
+pub fn parse_insert_head(head: &str) -> Result<InsertHead, String> {
+    // A dummy row makes the head a complete statement; its values are never looked at.
+    match parse_one(&format!("{head} VALUES (NULL)"))? {
+        Statement::Insert(insert) => {
+            let TableObject::TableName(name) = &insert.table else {
+                return Err("INSERT into a table function is not supported".into());
+            };
+            let columns = (!insert.columns.is_empty())
+                .then(|| insert.columns.iter().map(last_name).collect());
+            Ok(InsertHead {
+                table: last_name(name),
+                columns,
+            })
+        }
+        other => Err(format!("not an INSERT statement: {other}")),
+    }
+}
+
+/// Classifies a MySQL type by its name; unknown types compare as text, which is exact.
+fn kind_of(data_type: &str) -> ColumnKind {
+    let lower = data_type.to_ascii_lowercase();
+    let base = lower.split(['(', ' ']).next().unwrap_or("");
+    match base {
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "bool"
+        | "boolean" | "int2" | "int4" | "int8" => ColumnKind::Integer,
+        "float" | "double" | "real" | "decimal" | "dec" | "numeric" | "float4" | "float8" => {
+            ColumnKind::Float
+        }
+        _ => ColumnKind::Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_table_as_mariadb_dump_writes_it() {
+        let sql = "CREATE TABLE `covidcast` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  \
+                   `source` varchar(32) NOT NULL,\n  `time_value` int(11) NOT NULL,\n  \
+                   `value` double DEFAULT NULL,\n  `d` decimal(10,2) DEFAULT NULL,\n  \
+                   `n` bigint(20) unsigned DEFAULT NULL,\n  \
+                   `c` varchar(12) NOT NULL COMMENT 'a;b',\n  PRIMARY KEY (`id`),\n  \
+                   UNIQUE KEY `k` (`source`,`time_value`)\n) ENGINE=InnoDB AUTO_INCREMENT=5 \
+                   DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
+        let table = parse_create_table(sql).unwrap();
+        assert_eq!(table.name, "covidcast");
+        let kinds: Vec<_> = table
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("id", ColumnKind::Integer),
+                ("source", ColumnKind::Text),
+                ("time_value", ColumnKind::Integer),
+                ("value", ColumnKind::Float),
+                ("d", ColumnKind::Float),
+                ("n", ColumnKind::Integer),
+                ("c", ColumnKind::Text),
+            ]
+        );
+    }
+
+    #[test]
+    fn insert_heads_with_and_without_columns() {
+        assert_eq!(
+            parse_insert_head("INSERT INTO `covidcast`").unwrap(),
+            InsertHead {
+                table: "covidcast".into(),
+                columns: None
+            }
+        );
+        assert_eq!(
+            parse_insert_head("INSERT INTO `epidata`.`t` (`id`, `source`)").unwrap(),
+            InsertHead {
+                table: "t".into(),
+                columns: Some(vec!["id".into(), "source".into()])
+            }
+        );
+    }
+
+    #[test]
+    fn broken_statements_are_errors() {
+        assert!(parse_create_table("CREATE TABLE t (").is_err());
+        assert!(parse_create_table("DROP TABLE t").is_err());
+    }
+}

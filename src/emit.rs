@@ -1,0 +1,293 @@
+//! Stage 4, emit: issue rows and removals of one source and backup pair to files, as SQL
+//! INSERT statements (loadable into the migrated table: the table's columns but the id,
+//! then `issue` and `lag`) or CSV. Numbers are written the way mariadb-dump writes them.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::NaiveDate;
+use polars::prelude::{DataFrame, DataType, Float64Chunked, Int64Chunked, StringChunked};
+
+use crate::atomic::write_file;
+use crate::config::OutputFormat;
+use crate::lag::issue_and_lag;
+use crate::layout::Layout;
+
+/// One column's values, typed.
+enum Cells {
+    Text(StringChunked),
+    Integer(Int64Chunked),
+    Float(Float64Chunked),
+}
+
+/// One field of an output row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell<'a> {
+    Null,
+    Text(&'a str),
+    Integer(i64),
+    Float(f64),
+}
+
+impl Cells {
+    fn of(frame: &DataFrame, name: &str) -> Result<Cells> {
+        let series = frame.column(name)?.as_materialized_series();
+        Ok(match series.dtype() {
+            DataType::String => Cells::Text(series.str()?.clone()),
+            DataType::Int64 => Cells::Integer(series.i64()?.clone()),
+            DataType::Float64 => Cells::Float(series.f64()?.clone()),
+            other => bail!("column {name} has the unexpected type {other}"),
+        })
+    }
+
+    fn get(&self, row: usize) -> Cell<'_> {
+        let cell = match self {
+            Cells::Text(c) => c.get(row).map(Cell::Text),
+            Cells::Integer(c) => c.get(row).map(Cell::Integer),
+            Cells::Float(c) => c.get(row).map(Cell::Float),
+        };
+        cell.unwrap_or(Cell::Null)
+    }
+}
+
+/// What the emitted files describe: a source's changes in one backup.
+pub struct EmitContext<'a> {
+    pub layout: &'a Layout,
+    pub source: &'a str,
+    pub date: NaiveDate,
+    pub previous: Option<NaiveDate>,
+    pub target_table: &'a str,
+    pub format: OutputFormat,
+    pub chunk_rows: usize,
+}
+
+/// Writes the issue rows (sorted already) to `path`, adding `issue` and `lag`.
+pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Result<()> {
+    let names: Vec<&str> = ctx.layout.names().collect();
+    let columns = names
+        .iter()
+        .map(|name| Cells::of(issues, name))
+        .collect::<Result<Vec<_>>>()?;
+    let time_type = &columns[ctx.layout.time_type];
+    let time_value = &columns[ctx.layout.time_value];
+    let mut header: Vec<&str> = names.clone();
+    header.extend(["issue", "lag"]);
+    write_file(path, |out| {
+        match ctx.format {
+            OutputFormat::Sql => {
+                let previous = ctx
+                    .previous
+                    .map_or("none: the first backup".to_string(), |d| {
+                        d.format("%Y%m%d").to_string()
+                    });
+                writeln!(
+                    out,
+                    "-- migrate: issues of {} = {} in the backup of {} (compared with {previous})",
+                    names[ctx.layout.partition],
+                    ctx.source,
+                    ctx.date.format("%Y%m%d"),
+                )?;
+            }
+            OutputFormat::Csv => write_csv_line(out, header.iter().map(|h| Cell::Text(h)))?,
+        }
+        let quoted_header = header
+            .iter()
+            .map(|h| format!("`{}`", h.replace('`', "``")))
+            .collect::<Vec<_>>()
+            .join(",");
+        for row in 0..issues.height() {
+            let (issue, lag) = issue_and_lag_of(row, time_type, time_value, ctx.date)?;
+            let cells = columns
+                .iter()
+                .map(|c| c.get(row))
+                .chain([Cell::Integer(issue), Cell::Integer(lag)]);
+            match ctx.format {
+                OutputFormat::Csv => write_csv_line(out, cells)?,
+                OutputFormat::Sql => {
+                    let first_in_chunk = row % ctx.chunk_rows == 0;
+                    if first_in_chunk {
+                        if row > 0 {
+                            out.write_all(b";\n")?;
+                        }
+                        write!(
+                            out,
+                            "INSERT INTO `{}` ({quoted_header}) VALUES\n(",
+                            ctx.target_table.replace('`', "``")
+                        )?;
+                    } else {
+                        out.write_all(b",\n(")?;
+                    }
+                    write_sql_tuple(out, cells)?;
+                    out.write_all(b")")?;
+                }
+            }
+        }
+        if ctx.format == OutputFormat::Sql && issues.height() > 0 {
+            out.write_all(b";\n")?;
+        }
+        Ok(())
+    })
+}
+
+fn issue_and_lag_of(
+    row: usize,
+    time_type: &Cells,
+    time_value: &Cells,
+    date: NaiveDate,
+) -> Result<(i64, i64)> {
+    let (Cell::Text(kind), Cell::Integer(value)) = (time_type.get(row), time_value.get(row)) else {
+        bail!("a row has no time_type or time_value (NULL), so its lag is undefined");
+    };
+    issue_and_lag(kind, value, date).map_err(|e| anyhow!("{e}"))
+}
+
+/// Writes the removed keys with the date of the backup they are missing from.
+pub fn write_removals(path: &Path, removed: &DataFrame, ctx: &EmitContext) -> Result<()> {
+    let names = ctx.layout.key_names();
+    let columns = names
+        .iter()
+        .map(|name| Cells::of(removed, name))
+        .collect::<Result<Vec<_>>>()?;
+    let stamp: i64 = ctx.date.format("%Y%m%d").to_string().parse()?;
+    write_file(path, |out| {
+        let header = names.iter().copied().chain(["removed"]);
+        write_csv_line(out, header.map(Cell::Text))?;
+        for row in 0..removed.height() {
+            let cells = columns.iter().map(|c| c.get(row));
+            write_csv_line(out, cells.chain([Cell::Integer(stamp)]))?;
+        }
+        Ok(())
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_csv_line<'a>(out: &mut impl Write, cells: impl Iterator<Item = Cell<'a>>) -> Result<()> {
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        match cell {
+            Cell::Null => {}
+            Cell::Text(text) => {
+                let needs_quotes = text.is_empty()
+                    || text.contains([',', '"', '\n', '\r'])
+                    || text.starts_with(' ')
+                    || text.ends_with(' ');
+                if needs_quotes {
+                    write!(out, "\"{}\"", text.replace('"', "\"\""))?;
+                } else {
+                    out.write_all(text.as_bytes())?;
+                }
+            }
+            Cell::Integer(v) => write!(out, "{v}")?,
+            Cell::Float(v) => out.write_all(format_float(v).as_bytes())?,
+        }
+    }
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+fn write_sql_tuple<'a>(out: &mut impl Write, cells: impl Iterator<Item = Cell<'a>>) -> Result<()> {
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        match cell {
+            Cell::Null => out.write_all(b"NULL")?,
+            Cell::Text(text) => {
+                out.write_all(b"'")?;
+                out.write_all(sql_escape(text).as_bytes())?;
+                out.write_all(b"'")?;
+            }
+            Cell::Integer(v) => write!(out, "{v}")?,
+            Cell::Float(v) if !v.is_finite() => {
+                bail!("the value {v} cannot be stored in a MariaDB DOUBLE column")
+            }
+            Cell::Float(v) => out.write_all(format_float(v).as_bytes())?,
+        }
+    }
+    Ok(())
+}
+
+/// Escapes a string for a single-quoted MariaDB literal, as mariadb-dump does.
+fn sql_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '\'' => escaped.push_str("\\'"),
+            '"' => escaped.push_str("\\\""),
+            '\0' => escaped.push_str("\\0"),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\x1a' => escaped.push_str("\\Z"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Formats a double as mariadb-dump does: the shortest text that reads back as the same
+/// number, whole numbers without `.0`, exponent form below 1e-15 and from 1e15 on.
+pub fn format_float(v: f64) -> String {
+    let magnitude = v.abs();
+    if v == 0.0 || (1e-15..1e15).contains(&magnitude) {
+        format!("{v}")
+    } else if v.is_finite() {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_as_mariadb_dump_writes_them() {
+        let table = [
+            (567.0, "567"),
+            (1.5, "1.5"),
+            (-0.25, "-0.25"),
+            (0.0, "0"),
+            (1e-16, "1e-16"),
+            (1.5e20, "1.5e20"),
+            (123456789012345.0, "123456789012345"),
+            (1e15, "1e15"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e-15, "0.000000000000001"),
+        ];
+        for (value, text) in table {
+            assert_eq!(format_float(value), text);
+            assert_eq!(text.parse::<f64>().unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn sql_strings_are_escaped() {
+        assert_eq!(
+            sql_escape("it's a \\ \"q\"\n\0"),
+            "it\\'s a \\\\ \\\"q\\\"\\n\\0"
+        );
+    }
+
+    #[test]
+    fn csv_cells() {
+        let mut out = Vec::new();
+        let cells = [
+            Cell::Text("01001"),
+            Cell::Text(""),
+            Cell::Null,
+            Cell::Text("a,\"b\""),
+            Cell::Float(2.5),
+            Cell::Integer(-3),
+        ];
+        write_csv_line(&mut out, cells.into_iter()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "01001,\"\",,\"a,\"\"b\"\"\",2.5,-3\n"
+        );
+    }
+}

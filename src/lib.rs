@@ -1,0 +1,18 @@
+//! `migrate` rebuilds the revision history ("issues") of a table from its daily SQL backups:
+//! discover → extract → diff → emit. `pipeline::run` does it all from a `Config`.
+
+pub mod atomic;
+pub mod cli;
+pub mod config;
+pub mod diff;
+pub mod discover;
+pub mod dump;
+pub mod emit;
+pub mod epiweek;
+pub mod exit_codes;
+pub mod lag;
+pub mod layout;
+pub mod logging;
+pub mod partition;
+pub mod pipeline;
+pub mod source;

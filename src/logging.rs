@@ -1,0 +1,21 @@
+//! Log setup: `-v`/`-q` choose the level, and `RUST_LOG`, when set, overrides them.
+
+use tracing_subscriber::EnvFilter;
+
+/// `verbosity` is the count of `-v` minus the count of `-q`.
+pub fn init(verbosity: i8) {
+    let level = match verbosity {
+        i8::MIN..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("migrate={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

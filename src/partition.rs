@@ -1,0 +1,341 @@
+//! Stage 2, extract: one backup streams through the dump reader into one CSV partition per
+//! value of the partition column (per source), under `partitions/<date>/`.
+//!
+//! Partition CSV: a header, then one line per row with every column but the id. NULL is an
+//! empty field and text is always quoted, so the empty string (`""`) stays apart from NULL;
+//! numbers keep the dump's spelling.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::StagedDir;
+use crate::config::Config;
+use crate::discover::Backup;
+use crate::dump::{DumpReader, Event, FieldKind, InsertHead, Row};
+use crate::layout::{Kind, Layout};
+use crate::source::open_backup;
+
+/// File in each partition folder that records what the folder holds.
+pub const INFO_FILE: &str = "partitions.json";
+
+/// What one extracted backup holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionInfo {
+    pub date: String,
+    pub layout: Layout,
+    /// Rows per partition value, by file stem.
+    pub partitions: Vec<PartitionEntry>,
+    pub rows: u64,
+    /// Uncompressed bytes of SQL read.
+    pub sql_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionEntry {
+    /// The partition column's value (the source).
+    pub value: String,
+    /// File name without `.csv`: the value made safe for any file system.
+    pub stem: String,
+    pub rows: u64,
+}
+
+impl PartitionInfo {
+    pub fn load(dir: &Path) -> Result<PartitionInfo> {
+        let path = dir.join(INFO_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+}
+
+/// Extracts `backup` into the folder `dest` (replaced whole when the extract is complete).
+pub fn extract(backup: &Backup, config: &Config, dest: &Path) -> Result<PartitionInfo> {
+    let staged = StagedDir::new(dest)?;
+    let info = extract_into(backup, config, staged.path())
+        .with_context(|| format!("backup {}", backup.path.display()))?;
+    staged.commit()?;
+    Ok(info)
+}
+
+fn extract_into(backup: &Backup, config: &Config, dir: &Path) -> Result<PartitionInfo> {
+    let mut reader = DumpReader::new(open_backup(&backup.path)?);
+    let mut layout: Option<Layout> = None;
+    let mut writers = PartitionWriters::new(dir);
+    // For the INSERT being read: where each stored column is in its rows; None to skip.
+    let mut columns_in_rows: Option<Vec<usize>> = None;
+    let mut expected_width = 0;
+    loop {
+        let event = match reader.next_event() {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(e) => return Err(anyhow!(e)),
+        };
+        // Errors are worded here and placed after the match, where the reader is free again.
+        let outcome: Result<(), String> = match event {
+            Event::CreateTable(table) if table.name == config.table => Layout::new(&table, config)
+                .map(|l| layout = Some(l))
+                .map_err(|e| format!("{e:#}")),
+            Event::CreateTable(_) => Ok(()),
+            Event::Insert(head) if head.table == config.table => match &layout {
+                None => Err(format!(
+                    "INSERT INTO `{}` comes before its CREATE TABLE; a dump must create the \
+                     table first",
+                    config.table
+                )),
+                Some(layout) => column_map(layout, &head).map(|(map, width)| {
+                    columns_in_rows = Some(map);
+                    expected_width = width;
+                }),
+            },
+            Event::Insert(_) => {
+                columns_in_rows = None;
+                Ok(())
+            }
+            Event::Row(row) => match (&columns_in_rows, &layout) {
+                (Some(_), _) if row.len() != expected_width => Err(format!(
+                    "a row of `{}` has {} values, but {} columns were expected",
+                    config.table,
+                    row.len(),
+                    expected_width
+                )),
+                (Some(map), Some(layout)) => writers.write_row(layout, map, row),
+                _ => Ok(()),
+            },
+        };
+        if let Err(message) = outcome {
+            bail!("{}: {message}", reader.position());
+        }
+    }
+    let Some(layout) = layout else {
+        bail!(
+            "the dump has no CREATE TABLE for `{}`; pass --table with the table to migrate",
+            config.table
+        );
+    };
+    let sql_bytes = reader.position().offset;
+    let partitions = writers.finish()?;
+    let info = PartitionInfo {
+        date: backup.stamp(),
+        rows: partitions.iter().map(|p| p.rows).sum(),
+        layout,
+        partitions,
+        sql_bytes,
+    };
+    let json = serde_json::to_string_pretty(&info)?;
+    std::fs::write(dir.join(INFO_FILE), json)?;
+    Ok(info)
+}
+
+/// Where each stored column sits in the rows of an INSERT, and how many values a row has.
+fn column_map(layout: &Layout, head: &InsertHead) -> Result<(Vec<usize>, usize), String> {
+    let Some(columns) = &head.columns else {
+        return Ok((layout.table_index.clone(), layout.table_width));
+    };
+    let map = layout
+        .names()
+        .map(|name| {
+            columns
+                .iter()
+                .position(|c| c == name)
+                .ok_or_else(|| format!("INSERT INTO `{}` lists no column `{name}`", head.table))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((map, columns.len()))
+}
+
+struct PartitionWriter {
+    entry: PartitionEntry,
+    out: BufWriter<File>,
+}
+
+struct PartitionWriters {
+    dir: PathBuf,
+    by_value: HashMap<Vec<u8>, PartitionWriter>,
+}
+
+impl PartitionWriters {
+    fn new(dir: &Path) -> Self {
+        PartitionWriters {
+            dir: dir.to_path_buf(),
+            by_value: HashMap::new(),
+        }
+    }
+
+    fn write_row(&mut self, layout: &Layout, map: &[usize], row: &Row) -> Result<(), String> {
+        let (_, value) = row.get(map[layout.partition]);
+        let writer = match self.by_value.get_mut(value) {
+            Some(writer) => writer,
+            None => {
+                let writer = self.open(layout, value)?;
+                self.by_value.entry(value.to_vec()).or_insert(writer)
+            }
+        };
+        writer.entry.rows += 1;
+        let out = &mut writer.out;
+        for (i, column) in layout.columns.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",").map_err(io_error)?;
+            }
+            let (kind, bytes) = row.get(map[i]);
+            write_field(out, column.kind, kind, bytes)
+                .map_err(|e| format!("column `{}`: {e}", column.name))?;
+        }
+        out.write_all(b"\n").map_err(io_error)
+    }
+
+    fn open(&self, layout: &Layout, value: &[u8]) -> Result<PartitionWriter, String> {
+        let value = std::str::from_utf8(value)
+            .map_err(|_| "the partition column holds bytes that are not UTF-8".to_string())?;
+        let stem = file_stem(value);
+        let path = self.dir.join(format!("{stem}.csv"));
+        let file =
+            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let mut out = BufWriter::with_capacity(256 << 10, file);
+        let header: Vec<&str> = layout.names().collect();
+        writeln!(out, "{}", header.join(",")).map_err(io_error)?;
+        Ok(PartitionWriter {
+            entry: PartitionEntry {
+                value: value.to_string(),
+                stem,
+                rows: 0,
+            },
+            out,
+        })
+    }
+
+    fn finish(self) -> Result<Vec<PartitionEntry>> {
+        let mut entries = Vec::new();
+        for (_, mut writer) in self.by_value {
+            writer.out.flush().context("cannot write a partition")?;
+            entries.push(writer.entry);
+        }
+        entries.sort_by(|a, b| a.value.cmp(&b.value));
+        Ok(entries)
+    }
+}
+
+fn io_error(e: std::io::Error) -> String {
+    format!("cannot write a partition: {e}")
+}
+
+/// Writes one field in partition CSV form, checking it fits the column's type.
+fn write_field(
+    out: &mut impl Write,
+    column: Kind,
+    kind: FieldKind,
+    bytes: &[u8],
+) -> Result<(), String> {
+    match (kind, column) {
+        (FieldKind::Null, _) => Ok(()),
+        (_, Kind::Text) => {
+            std::str::from_utf8(bytes).map_err(|_| {
+                "the value is not valid UTF-8 (the dump's character set must be utf8/utf8mb4)"
+                    .to_string()
+            })?;
+            write_quoted(out, bytes).map_err(io_error)
+        }
+        (_, Kind::Integer | Kind::Float) => {
+            let valid = match column {
+                Kind::Integer => is_integer(bytes),
+                _ => is_decimal(bytes),
+            };
+            if !valid {
+                return Err(format!(
+                    "{:?} is not a number",
+                    String::from_utf8_lossy(bytes)
+                ));
+            }
+            out.write_all(bytes).map_err(io_error)
+        }
+    }
+}
+
+fn write_quoted(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    out.write_all(b"\"")?;
+    let mut rest = bytes;
+    while let Some(i) = memchr::memchr(b'"', rest) {
+        out.write_all(&rest[..=i])?;
+        out.write_all(b"\"")?;
+        rest = &rest[i + 1..];
+    }
+    out.write_all(rest)?;
+    out.write_all(b"\"")
+}
+
+fn is_integer(bytes: &[u8]) -> bool {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+}
+
+fn is_decimal(bytes: &[u8]) -> bool {
+    bytes.iter().any(u8::is_ascii_digit)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+}
+
+/// A file name for a partition value: letters, digits, `-`, `_` and `.` stay, every other
+/// byte becomes `%XX`, so distinct values never share a file.
+pub fn file_stem(value: &str) -> String {
+    if value.is_empty() {
+        return "%".into();
+    }
+    let mut stem = String::with_capacity(value.len());
+    for (i, b) in value.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
+        if keep {
+            stem.push(b as char);
+        } else {
+            stem.push_str(&format!("%{b:02X}"));
+        }
+    }
+    stem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stems_are_safe_and_distinct() {
+        assert_eq!(file_stem("fb-survey"), "fb-survey");
+        assert_eq!(file_stem("a/b c"), "a%2Fb%20c");
+        assert_eq!(file_stem(".."), "%2E.");
+        assert_eq!(file_stem(""), "%");
+        assert_ne!(file_stem("a%2F"), file_stem("a/"));
+    }
+
+    #[test]
+    fn fields_in_partition_form() {
+        let field = |column, kind, bytes: &[u8]| {
+            let mut out = Vec::new();
+            write_field(&mut out, column, kind, bytes).map(|()| String::from_utf8(out).unwrap())
+        };
+        assert_eq!(
+            field(Kind::Text, FieldKind::Quoted, b"a\"b,c"),
+            Ok("\"a\"\"b,c\"".into())
+        );
+        assert_eq!(field(Kind::Text, FieldKind::Quoted, b""), Ok("\"\"".into()));
+        assert_eq!(field(Kind::Text, FieldKind::Null, b""), Ok("".into()));
+        assert_eq!(
+            field(Kind::Float, FieldKind::Bare, b"-1.5e-16"),
+            Ok("-1.5e-16".into())
+        );
+        assert_eq!(
+            field(Kind::Float, FieldKind::Quoted, b"2.50"),
+            Ok("2.50".into())
+        );
+        assert_eq!(
+            field(Kind::Integer, FieldKind::Bare, b"-12"),
+            Ok("-12".into())
+        );
+        assert!(field(Kind::Integer, FieldKind::Bare, b"1.5").is_err());
+        assert!(field(Kind::Float, FieldKind::Quoted, b"abc").is_err());
+        assert!(field(Kind::Text, FieldKind::Quoted, b"\xff").is_err());
+    }
+}
