@@ -83,7 +83,15 @@ pub fn check_unique_keys(frame: &DataFrame, layout: &Layout) -> Result<()> {
         .collect()?;
     if duplicates.height() > 0 {
         let row = duplicates.get_row(0)?;
-        let values: Vec<String> = row.0.iter().map(|v| v.to_string()).collect();
+        let values: Vec<String> = row
+            .0
+            .iter()
+            .map(|v| match v {
+                AnyValue::String(s) => s.to_string(),
+                AnyValue::StringOwned(s) => s.to_string(),
+                other => other.to_string(),
+            })
+            .collect();
         bail!(
             "the key ({}) = ({}) occurs more than once; the key must identify one row \
              (pass --key with the table's unique key)",
@@ -184,9 +192,13 @@ fn key_schema(layout: &Layout) -> Schema {
 /// the same whatever order rows or categories arrived in.
 fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
     let by: Vec<Expr> = layout
-        .key_names()
-        .into_iter()
-        .map(|name| col(name).cast(DataType::String))
+        .columns
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| match c.kind {
+            Kind::Text => col(c.name.as_str()).cast(DataType::String),
+            _ => col(c.name.as_str()),
+        })
         .collect();
     frame.sort_by_exprs(by, SortMultipleOptions::default().with_maintain_order(true))
 }

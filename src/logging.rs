@@ -1,5 +1,7 @@
 //! Log setup: `-v`/`-q` choose the level, and `RUST_LOG`, when set, overrides them.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// `verbosity` is the count of `-v` minus the count of `-q`.
@@ -17,5 +19,6 @@ pub fn init(verbosity: i8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
