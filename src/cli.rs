@@ -2,19 +2,57 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
 use crate::config::{Config, OutputFormat, DEFAULT_KEY, DEFAULT_PATTERN};
+use crate::pipeline::Stages;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "migrate",
     version,
     about = "Rebuild the revision history (issues) of a table from its daily SQL backups",
-    after_help = "Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted."
+    after_help = "Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub args: RunArgs,
+}
+
+/// A stage on its own; each resumes like the whole run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Only extract the backups into partitions
+    Extract(RunArgs),
+    /// Only diff extracted backups and write the output (run `extract` first)
+    Diff(RunArgs),
+}
+
+impl Cli {
+    /// The stages to run and their flags.
+    pub fn into_parts(self) -> (Stages, RunArgs) {
+        match self.command {
+            None => (Stages::All, self.args),
+            Some(Command::Extract(args)) => (Stages::Extract, args),
+            Some(Command::Diff(args)) => (Stages::Diff, args),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
     /// Folder holding the daily backups (`.sql.gz` or `.sql`, dated in their names)
     #[arg(long, value_name = "DIR")]
     pub backups: PathBuf,
@@ -67,6 +105,18 @@ pub struct Cli {
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
 
+    /// Print the plan (backups, gaps, units done and pending, memory) and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Ignore and remove the state and output of earlier runs
+    #[arg(long)]
+    pub fresh: bool,
+
+    /// Log lines as text or as JSON objects
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// More log output (-v debug, -vv trace); RUST_LOG overrides
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
@@ -76,7 +126,7 @@ pub struct Cli {
     pub quiet: u8,
 }
 
-impl Cli {
+impl RunArgs {
     pub fn verbosity(&self) -> i8 {
         self.verbose.min(4) as i8 - self.quiet.min(4) as i8
     }
@@ -122,6 +172,8 @@ impl Cli {
         if let Some(jobs) = self.jobs {
             config.jobs = jobs;
         }
+        config.fresh = self.fresh;
+        config.dry_run = self.dry_run;
         Ok(config)
     }
 }

@@ -60,6 +60,10 @@ pub struct Config {
     pub chunk_rows: usize,
     /// Backups extracted at once.
     pub jobs: usize,
+    /// Ignore and remove the state and output of earlier runs.
+    pub fresh: bool,
+    /// Print the plan and write nothing.
+    pub dry_run: bool,
 }
 
 impl Config {
@@ -80,6 +84,8 @@ impl Config {
             format: OutputFormat::Sql,
             chunk_rows: 1000,
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            fresh: false,
+            dry_run: false,
         }
     }
 }

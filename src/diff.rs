@@ -9,7 +9,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 
-use crate::layout::{Kind, Layout};
+use crate::dump::ColumnKind;
+use crate::layout::Layout;
 
 const OLD_SUFFIX: &str = "__old";
 const IN_OLD: &str = "__in_old";
@@ -34,10 +35,10 @@ fn schema(layout: &Layout) -> Schema {
         .iter()
         .map(|column| {
             let dtype = match (column.kind, column.is_key) {
-                (Kind::Integer, _) => DataType::Int64,
-                (Kind::Float, _) => DataType::Float64,
-                (Kind::Text, true) => DataType::from_categories(Categories::global()),
-                (Kind::Text, false) => DataType::String,
+                (ColumnKind::Integer, _) => DataType::Int64,
+                (ColumnKind::Float, _) => DataType::Float64,
+                (ColumnKind::Text, true) => DataType::from_categories(Categories::global()),
+                (ColumnKind::Text, false) => DataType::String,
             };
             Field::new(column.name.as_str().into(), dtype)
         })
@@ -196,7 +197,7 @@ fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
         .iter()
         .filter(|c| c.is_key)
         .map(|c| match c.kind {
-            Kind::Text => col(c.name.as_str()).cast(DataType::String),
+            ColumnKind::Text => col(c.name.as_str()).cast(DataType::String),
             _ => col(c.name.as_str()),
         })
         .collect();

@@ -1,41 +1,21 @@
 //! Which columns of the table play which part: the partitions keep every column but the id,
 //! the key identifies a measurement, the compared columns decide whether it changed.
 
-use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
-
 use crate::config::Config;
 use crate::dump::{ColumnKind, TableDef};
+use anyhow::{bail, Result};
 
 /// A column as stored in the partitions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredColumn {
     pub name: String,
-    pub kind: Kind,
+    pub kind: ColumnKind,
     pub is_key: bool,
     pub is_compared: bool,
 }
 
-/// `ColumnKind` with serde, as recorded next to each partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Kind {
-    Integer,
-    Float,
-    Text,
-}
-
-impl From<ColumnKind> for Kind {
-    fn from(kind: ColumnKind) -> Kind {
-        match kind {
-            ColumnKind::Integer => Kind::Integer,
-            ColumnKind::Float => Kind::Float,
-            ColumnKind::Text => Kind::Text,
-        }
-    }
-}
-
 /// The roles of the table's columns, worked out once per dump from its `CREATE TABLE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     /// Every column but the id, in table order: the partitions' and the output's columns.
     pub columns: Vec<StoredColumn>,
@@ -84,7 +64,7 @@ impl Layout {
             let is_key = config.key.contains(&column.name);
             columns.push(StoredColumn {
                 name: column.name.clone(),
-                kind: column.kind.into(),
+                kind: column.kind,
                 is_key,
                 is_compared: !is_key && !config.ignore_columns.contains(&column.name),
             });
@@ -104,7 +84,7 @@ impl Layout {
             columns,
             table_index,
         };
-        if layout.columns[layout.time_value].kind != Kind::Integer {
+        if layout.columns[layout.time_value].kind != ColumnKind::Integer {
             bail!(
                 "column time_value of `{}` is not an integer column",
                 table.name

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::StagedDir;
 use crate::config::Config;
 use crate::discover::Backup;
-use crate::dump::{DumpReader, Event, FieldKind, InsertHead, Row};
-use crate::layout::{Kind, Layout};
+use crate::dump::{ColumnKind, DumpReader, Event, FieldKind, InsertHead, Row, TableDef};
+use crate::interrupt;
+use crate::layout::Layout;
 use crate::source::open_backup;
+use crate::state::ExtractInputs;
 
 /// File in each partition folder that records what the folder holds.
 pub const INFO_FILE: &str = "partitions.json";
@@ -27,7 +29,10 @@ pub const INFO_FILE: &str = "partitions.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionInfo {
     pub date: String,
-    pub layout: Layout,
+    /// What the partitions were made from: a rerun redoes them when this changes.
+    pub inputs: ExtractInputs,
+    /// The table as the dump's CREATE TABLE declares it.
+    pub table: TableDef,
     /// Rows per partition value, by file stem.
     pub partitions: Vec<PartitionEntry>,
     pub rows: u64,
@@ -45,26 +50,37 @@ pub struct PartitionEntry {
 }
 
 impl PartitionInfo {
-    pub fn load(dir: &Path) -> Result<PartitionInfo> {
-        let path = dir.join(INFO_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    /// The record in `dir` if there is one, readable and made from `inputs`.
+    pub fn load_valid(dir: &Path, inputs: &ExtractInputs) -> Option<PartitionInfo> {
+        let text = std::fs::read_to_string(dir.join(INFO_FILE)).ok()?;
+        let info: PartitionInfo = serde_json::from_str(&text).ok()?;
+        (info.inputs == *inputs).then_some(info)
     }
 }
 
 /// Extracts `backup` into the folder `dest` (replaced whole when the extract is complete).
-pub fn extract(backup: &Backup, config: &Config, dest: &Path) -> Result<PartitionInfo> {
+pub fn extract(
+    backup: &Backup,
+    inputs: &ExtractInputs,
+    config: &Config,
+    dest: &Path,
+) -> Result<PartitionInfo> {
     let staged = StagedDir::new(dest)?;
-    let info = extract_into(backup, config, staged.path())
+    let info = extract_into(backup, inputs, config, staged.path())
         .with_context(|| format!("backup {}", backup.path.display()))?;
     staged.commit()?;
     Ok(info)
 }
 
-fn extract_into(backup: &Backup, config: &Config, dir: &Path) -> Result<PartitionInfo> {
+fn extract_into(
+    backup: &Backup,
+    inputs: &ExtractInputs,
+    config: &Config,
+    dir: &Path,
+) -> Result<PartitionInfo> {
     let mut reader = DumpReader::new(open_backup(&backup.path)?);
     let mut layout: Option<Layout> = None;
+    let mut table_def: Option<TableDef> = None;
     let mut writers = PartitionWriters::new(dir);
     // For the INSERT being read: where each stored column is in its rows; None to skip.
     let mut columns_in_rows: Option<Vec<usize>> = None;
@@ -77,11 +93,19 @@ fn extract_into(backup: &Backup, config: &Config, dir: &Path) -> Result<Partitio
         };
         // Errors are worded here and placed after the match, where the reader is free again.
         let outcome: Result<(), String> = match event {
-            Event::CreateTable(table) if table.name == config.table => Layout::new(&table, config)
-                .map(|l| layout = Some(l))
-                .map_err(|e| format!("{e:#}")),
+            Event::CreateTable(table) if table.name == config.table => {
+                match Layout::new(&table, config) {
+                    Ok(checked) => {
+                        layout = Some(checked);
+                        table_def = Some(table);
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            }
             Event::CreateTable(_) => Ok(()),
             Event::Insert(head) if head.table == config.table => match &layout {
+                _ if interrupt::requested() => Err(interrupt::MESSAGE.into()),
                 None => Err(format!(
                     "INSERT INTO `{}` comes before its CREATE TABLE; a dump must create the \
                      table first",
@@ -108,10 +132,11 @@ fn extract_into(backup: &Backup, config: &Config, dir: &Path) -> Result<Partitio
             },
         };
         if let Err(message) = outcome {
+            interrupt::check()?;
             bail!("{}: {message}", reader.position());
         }
     }
-    let Some(layout) = layout else {
+    let Some(table) = table_def else {
         bail!(
             "the dump has no CREATE TABLE for `{}`; pass --table with the table to migrate",
             config.table
@@ -121,8 +146,9 @@ fn extract_into(backup: &Backup, config: &Config, dir: &Path) -> Result<Partitio
     let partitions = writers.finish()?;
     let info = PartitionInfo {
         date: backup.stamp(),
+        inputs: inputs.clone(),
         rows: partitions.iter().map(|p| p.rows).sum(),
-        layout,
+        table,
         partitions,
         sql_bytes,
     };
@@ -226,22 +252,22 @@ fn io_error(e: std::io::Error) -> String {
 /// Writes one field in partition CSV form, checking it fits the column's type.
 fn write_field(
     out: &mut impl Write,
-    column: Kind,
+    column: ColumnKind,
     kind: FieldKind,
     bytes: &[u8],
 ) -> Result<(), String> {
     match (kind, column) {
         (FieldKind::Null, _) => Ok(()),
-        (_, Kind::Text) => {
+        (_, ColumnKind::Text) => {
             std::str::from_utf8(bytes).map_err(|_| {
                 "the value is not valid UTF-8 (the dump's character set must be utf8/utf8mb4)"
                     .to_string()
             })?;
             write_quoted(out, bytes).map_err(io_error)
         }
-        (_, Kind::Integer | Kind::Float) => {
+        (_, ColumnKind::Integer | ColumnKind::Float) => {
             let valid = match column {
-                Kind::Integer => is_integer(bytes),
+                ColumnKind::Integer => is_integer(bytes),
                 _ => is_decimal(bytes),
             };
             if !valid {
@@ -317,25 +343,28 @@ mod tests {
             write_field(&mut out, column, kind, bytes).map(|()| String::from_utf8(out).unwrap())
         };
         assert_eq!(
-            field(Kind::Text, FieldKind::Quoted, b"a\"b,c"),
+            field(ColumnKind::Text, FieldKind::Quoted, b"a\"b,c"),
             Ok("\"a\"\"b,c\"".into())
         );
-        assert_eq!(field(Kind::Text, FieldKind::Quoted, b""), Ok("\"\"".into()));
-        assert_eq!(field(Kind::Text, FieldKind::Null, b""), Ok("".into()));
         assert_eq!(
-            field(Kind::Float, FieldKind::Bare, b"-1.5e-16"),
+            field(ColumnKind::Text, FieldKind::Quoted, b""),
+            Ok("\"\"".into())
+        );
+        assert_eq!(field(ColumnKind::Text, FieldKind::Null, b""), Ok("".into()));
+        assert_eq!(
+            field(ColumnKind::Float, FieldKind::Bare, b"-1.5e-16"),
             Ok("-1.5e-16".into())
         );
         assert_eq!(
-            field(Kind::Float, FieldKind::Quoted, b"2.50"),
+            field(ColumnKind::Float, FieldKind::Quoted, b"2.50"),
             Ok("2.50".into())
         );
         assert_eq!(
-            field(Kind::Integer, FieldKind::Bare, b"-12"),
+            field(ColumnKind::Integer, FieldKind::Bare, b"-12"),
             Ok("-12".into())
         );
-        assert!(field(Kind::Integer, FieldKind::Bare, b"1.5").is_err());
-        assert!(field(Kind::Float, FieldKind::Quoted, b"abc").is_err());
-        assert!(field(Kind::Text, FieldKind::Quoted, b"\xff").is_err());
+        assert!(field(ColumnKind::Integer, FieldKind::Bare, b"1.5").is_err());
+        assert!(field(ColumnKind::Float, FieldKind::Quoted, b"abc").is_err());
+        assert!(field(ColumnKind::Text, FieldKind::Quoted, b"\xff").is_err());
     }
 }

@@ -1,8 +1,8 @@
 //! The whole run: discover → extract → diff → emit, each stage reading the files the one
-//! before it wrote.
+//! before it wrote, skipping units that are finished and still valid.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -10,20 +10,37 @@ use rayon::prelude::*;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::atomic::write_file;
 use crate::config::Config;
 use crate::diff::{diff, read_partition};
-use crate::discover::{discover, Backup, Discovery};
 use crate::emit::{write_issues, write_removals, EmitContext};
+use crate::interrupt;
+use crate::layout::Layout;
 use crate::partition::{extract, PartitionInfo};
+use crate::plan::{DiffUnit, Plan};
+use crate::progress::Progress;
+use crate::state::{remove, remove_leftovers, DiffRecord, Paths};
+
+/// Which stages a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stages {
+    All,
+    Extract,
+    Diff,
+}
 
 /// Totals of one source over the whole run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct SourceSummary {
     /// Rows of this source summed over every backup.
     pub rows_seen: u64,
     pub added: u64,
     pub changed: u64,
     pub removed: u64,
+    /// Seconds its diff units took (a resumed run counts earlier timings). Printed, not
+    /// saved: summary.json is the same for a resumed and an uninterrupted run.
+    #[serde(skip)]
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,164 +50,348 @@ pub struct RunSummary {
     pub gaps: Vec<String>,
     pub sql_bytes: u64,
     pub sources: BTreeMap<String, SourceSummary>,
+    /// Units this run did, units it found finished, and its time: printed, not saved.
+    #[serde(skip)]
+    pub units_run: usize,
+    #[serde(skip)]
+    pub units_reused: usize,
+    #[serde(skip)]
     pub seconds: f64,
 }
 
-/// Where the stages put their files.
-pub struct Paths {
-    pub partitions: PathBuf,
-    pub issues: PathBuf,
-    pub removals: PathBuf,
-}
-
-impl Paths {
-    pub fn new(config: &Config) -> Paths {
-        Paths {
-            partitions: config.work.join("partitions"),
-            issues: config.out.join("issues"),
-            removals: config.out.join("removals"),
-        }
-    }
-}
-
-pub fn run(config: &Config) -> Result<RunSummary> {
+pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     let started = Instant::now();
-    let discovery = discover(&config.backups, &config.pattern)?;
+    let paths = Paths::new(config);
+    if config.fresh {
+        for root in paths.dated_roots() {
+            remove(root)?;
+        }
+        remove(&paths.summary)?;
+    }
+    let leftovers = remove_leftovers(&paths)?;
+    if leftovers > 0 {
+        info!("removed {leftovers} temporary file(s) left by an interrupted run");
+    }
+    let mut plan = Plan::new(config, &paths)?;
+    let backups = &plan.discovery.backups;
     info!(
         "{} backups from {} to {}",
-        discovery.backups.len(),
-        discovery.backups[0].stamp(),
-        discovery.backups[discovery.backups.len() - 1].stamp()
+        backups.len(),
+        backups[0].stamp(),
+        backups[backups.len() - 1].stamp()
     );
-    for gap in &discovery.gaps {
+    for gap in &plan.discovery.gaps {
         warn!("{gap}; the next backup is compared with the one before the gap");
     }
-    let paths = Paths::new(config);
-    let infos = extract_all(&discovery, config, &paths)?;
-    let mut sources = BTreeMap::new();
-    for (i, backup) in discovery.backups.iter().enumerate() {
-        let previous = i.checked_sub(1).map(|j| (&discovery.backups[j], &infos[j]));
-        diff_backup(config, &paths, previous, (backup, &infos[i]), &mut sources)?;
+    let mut units_run = 0;
+    let mut units_reused = plan.extracts.len() - plan.pending_extracts();
+    if stages != Stages::Diff {
+        units_run += extract_pending(&mut plan, config, &paths)?;
+    } else if plan.pending_extracts() > 0 {
+        bail!(
+            "{} backup(s) are not extracted (or changed since): run `migrate extract` first",
+            plan.pending_extracts()
+        );
     }
-    let summary = RunSummary {
-        backups: discovery.backups.iter().map(Backup::stamp).collect(),
-        gaps: discovery.gaps.iter().map(|g| g.to_string()).collect(),
-        sql_bytes: infos.iter().map(|i| i.sql_bytes).sum(),
-        sources,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    let json = serde_json::to_string_pretty(&summary)?;
-    crate::atomic::write_file(&config.out.join("summary.json"), |out| {
-        use std::io::Write;
-        Ok(out.write_all(json.as_bytes())?)
-    })?;
+    remove_stale_dates(&plan, &paths, stages)?;
+    let mut records = Vec::new();
+    if stages != Stages::Extract {
+        let (ran, reused) = diff_all(&plan, config, &paths, &mut records)?;
+        units_run += ran;
+        units_reused += reused;
+    }
+    let summary = summarize(&plan, &records, units_run, units_reused, started);
+    if stages != Stages::Extract {
+        let json = serde_json::to_string_pretty(&summary)?;
+        write_file(&paths.summary, |out| Ok(out.write_all(json.as_bytes())?))?;
+    }
     Ok(summary)
 }
 
-fn extract_all(
-    discovery: &Discovery,
-    config: &Config,
-    paths: &Paths,
-) -> Result<Vec<PartitionInfo>> {
+fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -> Result<usize> {
+    let pending: Vec<usize> = (0..plan.extracts.len())
+        .filter(|&i| plan.extracts[i].done.is_none())
+        .collect();
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let total_bytes = pending.iter().map(|&i| plan.extracts[i].inputs.size).sum();
+    let progress = Progress::bytes("extract", total_bytes);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.jobs)
         .thread_name(|i| format!("extract-{i}"))
         .build()?;
-    pool.install(|| {
-        discovery
-            .backups
+    let results: Vec<(usize, Result<PartitionInfo>)> = pool.install(|| {
+        pending
             .par_iter()
-            .map(|backup| {
+            .map(|&i| {
+                let unit = &plan.extracts[i];
                 let started = Instant::now();
-                let info = extract(backup, config, &paths.partitions.join(backup.stamp()))?;
-                let seconds = started.elapsed().as_secs_f64();
-                info!(
-                    "extracted {}: {} rows, {:.1} MB of SQL in {seconds:.1} s ({:.0} MB/s)",
-                    backup.stamp(),
-                    info.rows,
-                    info.sql_bytes as f64 / 1e6,
-                    info.sql_bytes as f64 / 1e6 / seconds.max(1e-9)
-                );
-                Ok(info)
+                let result = interrupt::check()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| {
+                        let dest = paths.partition_dir(&unit.backup.stamp());
+                        extract(&unit.backup, &unit.inputs, config, &dest)
+                    });
+                if let Ok(info) = &result {
+                    let seconds = started.elapsed().as_secs_f64();
+                    progress.advance(unit.inputs.size);
+                    progress.log(format!(
+                        "extracted {}: {} rows, {:.1} MB of SQL in {seconds:.1} s ({:.0} MB/s)",
+                        unit.backup.stamp(),
+                        info.rows,
+                        info.sql_bytes as f64 / 1e6,
+                        info.sql_bytes as f64 / 1e6 / seconds.max(1e-9)
+                    ));
+                }
+                (i, result)
             })
             .collect()
-    })
+    });
+    progress.finish();
+    let mut first_error = None;
+    let count = results.len();
+    for (i, result) in results {
+        match result {
+            Ok(info) => plan.extracts[i].done = Some(info),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(count),
+    }
 }
 
-/// Diffs every source of one backup against the backup before it and writes the output.
-fn diff_backup(
+/// Removes what earlier runs left for backups that are no longer in the folder, so the
+/// output always equals what a fresh run over the current backups would write.
+fn remove_stale_dates(plan: &Plan, paths: &Paths, stages: Stages) -> Result<()> {
+    let dates: Vec<String> = plan.discovery.backups.iter().map(|b| b.stamp()).collect();
+    let roots = if stages == Stages::Extract {
+        vec![paths.partitions.as_path()]
+    } else {
+        paths.dated_roots().to_vec()
+    };
+    for root in roots {
+        let Ok(entries) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !dates.contains(&name) {
+                info!("removing {} (its backup is gone)", entry.path().display());
+                remove(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs every pending diff unit, backup by backup; returns (units run, units reused).
+fn diff_all(
+    plan: &Plan,
     config: &Config,
     paths: &Paths,
-    previous: Option<(&Backup, &PartitionInfo)>,
-    (backup, info): (&Backup, &PartitionInfo),
-    sources: &mut BTreeMap<String, SourceSummary>,
+    records: &mut Vec<DiffRecord>,
+) -> Result<(usize, usize)> {
+    let mut units: Vec<DiffUnit> = Vec::new();
+    for index in 0..plan.extracts.len() {
+        let date_units = plan
+            .diff_units(index, config, paths)
+            .expect("every backup is extracted before the diff");
+        remove_stale_sources(
+            &plan.extracts[index].backup.stamp(),
+            &date_units,
+            config,
+            paths,
+        )?;
+        units.extend(date_units);
+    }
+    let pending = units.iter().filter(|u| u.done.is_none()).count();
+    let reused = units.len() - pending;
+    let progress = Progress::units("diff", pending as u64);
+    for unit in units {
+        match unit.done {
+            Some(record) => records.push(record),
+            None => {
+                interrupt::check()?;
+                let record = run_diff_unit(plan, &unit, config, paths)?;
+                progress.advance(1);
+                progress.log(format!(
+                    "{} {}: {} rows, {} added, {} changed, {} removed",
+                    unit.inputs.date,
+                    unit.source,
+                    record.rows,
+                    record.added,
+                    record.changed,
+                    record.removed
+                ));
+                records.push(record);
+            }
+        }
+    }
+    progress.finish();
+    Ok((pending, reused))
+}
+
+/// Removes files of sources a backup pair no longer has, and output in another format.
+fn remove_stale_sources(
+    date: &str,
+    units: &[DiffUnit],
+    config: &Config,
+    paths: &Paths,
 ) -> Result<()> {
-    let layout = &info.layout;
+    let roots = [
+        (&paths.state, "json"),
+        (&paths.issues, config.format.extension()),
+        (&paths.removals, "csv"),
+    ];
+    for (root, extension) in roots {
+        let Ok(entries) = std::fs::read_dir(root.join(date)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !units
+                .iter()
+                .any(|u| name == format!("{}.{extension}", u.stem))
+            {
+                remove(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn layout_of(info: &PartitionInfo, config: &Config) -> Result<Layout> {
+    Layout::new(&info.table, config).with_context(|| format!("the backup of {}", info.date))
+}
+
+fn run_diff_unit(
+    plan: &Plan,
+    unit: &DiffUnit,
+    config: &Config,
+    paths: &Paths,
+) -> Result<DiffRecord> {
+    let started = Instant::now();
+    let current = &plan.extracts[unit.index];
+    let info = current.done.as_ref().expect("extracted");
+    let layout = layout_of(info, config)?;
+    let previous = unit
+        .index
+        .checked_sub(1)
+        .map(|i| &plan.extracts[i])
+        .map(|p| (p, p.done.as_ref().expect("extracted")));
     if let Some((before, before_info)) = previous {
-        if before_info.layout != info.layout {
+        if layout_of(before_info, config)? != layout {
             bail!(
                 "the columns of `{}` differ between the backups of {} and {} ({} and {}); \
                  a change of schema between backups is not supported yet",
                 config.table,
-                before.stamp(),
-                backup.stamp(),
-                before_info.layout.names().collect::<Vec<_>>().join(","),
-                info.layout.names().collect::<Vec<_>>().join(",")
+                before.backup.stamp(),
+                current.backup.stamp(),
+                before_info
+                    .table
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                info.table
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
         }
     }
-    // Every source in either backup: a source only in the older one is removed whole.
-    let mut stems: BTreeMap<&str, &str> = BTreeMap::new();
-    for entry in previous
-        .iter()
-        .flat_map(|(_, i)| &i.partitions)
-        .chain(&info.partitions)
-    {
-        stems.insert(&entry.stem, &entry.value);
-    }
-    for (stem, value) in stems {
-        let path_in = |b: &Backup, i: &PartitionInfo| -> Option<PathBuf> {
-            i.partitions
-                .iter()
-                .any(|p| p.stem == stem)
-                .then(|| paths.partitions.join(b.stamp()).join(format!("{stem}.csv")))
-        };
-        let new = read_partition(path_in(backup, info).as_deref(), layout)?;
-        let old = previous
-            .map(|(b, i)| read_partition(path_in(b, i).as_deref(), layout))
-            .transpose()?;
-        let result = diff(old, new, layout)
-            .with_context(|| format!("source {value} in the backup {}", backup.path.display()))?;
-        let ctx = EmitContext {
-            layout,
-            source: value,
-            date: backup.date,
-            previous: previous.map(|(b, _)| b.date),
-            target_table: &config.target_table,
-            format: config.format,
-            chunk_rows: config.chunk_rows,
-        };
-        let file = |root: &Path, ext: &str| root.join(backup.stamp()).join(format!("{stem}.{ext}"));
-        write_issues(
-            &file(&paths.issues, config.format.extension()),
-            &result.issues,
-            &ctx,
+    let partition = |date: &str, info: &PartitionInfo| {
+        info.partitions
+            .iter()
+            .any(|p| p.stem == unit.stem)
+            .then(|| paths.partition_dir(date).join(format!("{}.csv", unit.stem)))
+    };
+    let date = &unit.inputs.date;
+    let new = read_partition(partition(date, info).as_deref(), &layout)?;
+    let old = previous
+        .map(|(p, i)| read_partition(partition(&p.backup.stamp(), i).as_deref(), &layout))
+        .transpose()?;
+    let context = || {
+        format!(
+            "source {} in the backup {}",
+            unit.source,
+            current.backup.path.display()
         )
-        .with_context(|| format!("source {value} in the backup of {}", backup.stamp()))?;
-        write_removals(&file(&paths.removals, "csv"), &result.removed, &ctx)?;
-        info!(
-            "{} {value}: {} rows, {} added, {} changed, {} removed",
-            backup.stamp(),
-            result.rows,
-            result.added,
-            result.changed,
-            result.removed.height()
-        );
-        let totals = sources.entry(value.to_string()).or_default();
-        totals.rows_seen += result.rows as u64;
-        totals.added += result.added as u64;
-        totals.changed += result.changed as u64;
-        totals.removed += result.removed.height() as u64;
+    };
+    let result = diff(old, new, &layout).with_context(context)?;
+    let ctx = EmitContext {
+        layout: &layout,
+        source: &unit.source,
+        date: current.backup.date,
+        previous: previous.map(|(p, _)| p.backup.date),
+        target_table: &config.target_table,
+        format: config.format,
+        chunk_rows: config.chunk_rows,
+    };
+    let extension = config.format.extension();
+    write_issues(
+        &paths.issues_file(date, &unit.stem, extension),
+        &result.issues,
+        &ctx,
+    )
+    .with_context(context)?;
+    write_removals(
+        &paths.removals_file(date, &unit.stem),
+        &result.removed,
+        &ctx,
+    )?;
+    let record = DiffRecord {
+        inputs: unit.inputs.clone(),
+        source: unit.source.clone(),
+        rows: result.rows as u64,
+        added: result.added as u64,
+        changed: result.changed as u64,
+        removed: result.removed.height() as u64,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let json = serde_json::to_string_pretty(&record)?;
+    write_file(&paths.record(date, &unit.stem), |out| {
+        Ok(out.write_all(json.as_bytes())?)
+    })?;
+    Ok(record)
+}
+
+fn summarize(
+    plan: &Plan,
+    records: &[DiffRecord],
+    units_run: usize,
+    units_reused: usize,
+    started: Instant,
+) -> RunSummary {
+    let mut sources: BTreeMap<String, SourceSummary> = BTreeMap::new();
+    for record in records {
+        let totals = sources.entry(record.source.clone()).or_default();
+        totals.rows_seen += record.rows;
+        totals.added += record.added;
+        totals.changed += record.changed;
+        totals.removed += record.removed;
+        totals.seconds += record.seconds;
     }
-    Ok(())
+    RunSummary {
+        backups: plan.discovery.backups.iter().map(|b| b.stamp()).collect(),
+        gaps: plan.discovery.gaps.iter().map(|g| g.to_string()).collect(),
+        sql_bytes: plan
+            .extracts
+            .iter()
+            .filter_map(|u| u.done.as_ref())
+            .map(|i| i.sql_bytes)
+            .sum(),
+        sources,
+        units_run,
+        units_reused,
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }

@@ -170,7 +170,7 @@ fn generated_awkward_rows_read_the_same_as_sqlparser_reads_them() {
                 sql.push_str(if multi_line { ",\n" } else { "," });
             }
             let text: String = (0..rng.next() % 6).map(|_| rng.pick(&pieces)).collect();
-            let third = if rng.next() % 5 == 0 {
+            let third = if rng.next().is_multiple_of(5) {
                 "NULL".to_string()
             } else {
                 rng.pick(&numbers).to_string()

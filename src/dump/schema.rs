@@ -2,12 +2,13 @@
 //! the table and column list of an `INSERT ... VALUES` head. Both are rare and small, so the
 //! full parser is affordable here.
 
+use serde::{Deserialize, Serialize};
 use sqlparser::ast::{ObjectName, Statement, TableObject};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
 /// How a column's values are compared and written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ColumnKind {
     /// Integer types: compared as 64-bit integers.
     Integer,
@@ -17,14 +18,14 @@ pub enum ColumnKind {
     Text,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnDef {
     pub name: String,
     pub kind: ColumnKind,
 }
 
 /// A table as its `CREATE TABLE` statement declares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDef {
     pub name: String,
     pub columns: Vec<ColumnDef>,

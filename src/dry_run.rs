@@ -1,0 +1,168 @@
+//! `--dry-run`: prints the plan — backups, gaps, units done and pending, the memory pending
+//! diff units are expected to need and what the budget allows — and writes nothing.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::pipeline::Stages;
+use crate::plan::{estimate_diff_bytes, memory_budget, Plan, CSV_PER_SQL, GZIP_RATIO};
+use crate::state::Paths;
+
+pub fn describe(config: &Config, stages: Stages) -> Result<String> {
+    let paths = Paths::new(config);
+    let plan = Plan::new(config, &paths)?;
+    let mut text = String::new();
+    let w = &mut text;
+    writeln!(w, "dry run: nothing is written")?;
+    writeln!(
+        w,
+        "backups in {}: {}",
+        config.backups.display(),
+        plan.extracts.len()
+    )?;
+    let mut sql_estimate = Vec::new();
+    for unit in &plan.extracts {
+        let (state, sql) = match &unit.done {
+            Some(info) if !config.fresh => ("done", info.sql_bytes),
+            _ => (
+                "pending",
+                estimated_sql(unit.inputs.size, &unit.inputs.file),
+            ),
+        };
+        sql_estimate.push(sql);
+        writeln!(
+            w,
+            "  {}  {:<48} {:>10}  extract {state}",
+            unit.backup.stamp(),
+            unit.inputs.file,
+            human(unit.inputs.size)
+        )?;
+    }
+    for gap in &plan.discovery.gaps {
+        writeln!(
+            w,
+            "gap: {gap}; the next backup is compared with the one before it"
+        )?;
+    }
+    let pending_extracts = if config.fresh {
+        plan.extracts.len()
+    } else {
+        plan.pending_extracts()
+    };
+    if stages != Stages::Diff {
+        writeln!(
+            w,
+            "extract: {} done, {pending_extracts} pending, {} at once (--jobs)",
+            plan.extracts.len() - pending_extracts,
+            config.jobs
+        )?;
+    }
+    let mut done = 0;
+    let mut pending = Vec::new();
+    let mut unknown = Vec::new();
+    for index in 0..plan.extracts.len() {
+        match plan
+            .diff_units(index, config, &paths)
+            .filter(|_| !config.fresh)
+        {
+            Some(units) => {
+                for unit in units {
+                    match unit.done {
+                        Some(_) => done += 1,
+                        None => pending.push((
+                            format!("{} {}", unit.inputs.date, unit.source),
+                            estimate_diff_bytes(unit.partition_bytes),
+                        )),
+                    }
+                }
+            }
+            None => {
+                // Sources are unknown until extraction: bound the pair by whole backups.
+                let before = index.checked_sub(1).map_or(0, |i| sql_estimate[i]);
+                let bytes = ((before + sql_estimate[index]) as f64 * CSV_PER_SQL) as u64;
+                unknown.push((
+                    plan.extracts[index].backup.stamp(),
+                    estimate_diff_bytes(bytes),
+                ));
+            }
+        }
+    }
+    if stages != Stages::Extract {
+        writeln!(
+            w,
+            "diff: {done} units done, {} pending",
+            pending.len() + unknown.len()
+        )?;
+        for (name, bytes) in &pending {
+            writeln!(w, "  pending {name}: estimated peak {}", human(*bytes))?;
+        }
+        for (date, bytes) in &unknown {
+            writeln!(
+                w,
+                "  pending {date}: sources known after extraction; at most {} per unit",
+                human(*bytes)
+            )?;
+        }
+        let budget = memory_budget();
+        let largest = pending
+            .iter()
+            .chain(&unknown)
+            .map(|(_, b)| *b)
+            .max()
+            .unwrap_or(0);
+        writeln!(
+            w,
+            "memory: budget {} (80% of available memory); largest pending unit {}; {}",
+            human(budget),
+            human(largest),
+            match budget.checked_div(largest) {
+                Some(0) => "it does not fit and must be split".to_string(),
+                Some(n) => format!("up to {n} such units fit at once"),
+                None => "nothing to run".to_string(),
+            }
+        )?;
+    }
+    let total_sql: u64 = sql_estimate.iter().sum();
+    writeln!(
+        w,
+        "needs: about {} of SQL to read, {} of disk for partitions in {}",
+        human(total_sql),
+        human((total_sql as f64 * CSV_PER_SQL) as u64),
+        config.work.display()
+    )?;
+    writeln!(
+        w,
+        "output: {}/<YYYYMMDD>/<source>.{}, removals in {}, summary in {}",
+        paths.issues.display(),
+        config.format.extension(),
+        paths.removals.display(),
+        paths.summary.display()
+    )?;
+    Ok(text)
+}
+
+/// Uncompressed SQL expected from a backup of `size` bytes on disk.
+fn estimated_sql(size: u64, file: &str) -> u64 {
+    if file.ends_with(".gz") {
+        (size as f64 * GZIP_RATIO) as u64
+    } else {
+        size
+    }
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,156 @@
+//! What a run has to do: the backups, which extracts and diff units are finished and still
+//! valid, and what the pending ones are expected to need. Reading the plan writes nothing, so
+//! `--dry-run` is this module and a printout.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::discover::{discover, Backup, Discovery};
+use crate::partition::PartitionInfo;
+use crate::state::{DiffInputs, DiffRecord, ExtractInputs, Paths};
+
+/// Peak memory of a diff unit ≈ BASE + FACTOR × (bytes of both partitions): measured on
+/// 10 M + 10 M row partitions with polars' in-memory engine (see FACTS in the README).
+pub const DIFF_BASE_BYTES: u64 = 75 << 20;
+pub const DIFF_FACTOR: f64 = 2.5;
+/// Uncompressed SQL per byte of gzip, and partition CSV per byte of SQL, for estimates made
+/// before a backup is extracted (measured on the fixtures and generated backups).
+pub const GZIP_RATIO: f64 = 6.0;
+pub const CSV_PER_SQL: f64 = 0.8;
+
+pub fn estimate_diff_bytes(partition_bytes: u64) -> u64 {
+    DIFF_BASE_BYTES + (DIFF_FACTOR * partition_bytes as f64) as u64
+}
+
+pub struct ExtractUnit {
+    pub backup: Backup,
+    pub inputs: ExtractInputs,
+    /// The finished extract, if valid for `inputs`.
+    pub done: Option<PartitionInfo>,
+}
+
+/// One diff unit: a source of one backup compared with the backup before it.
+pub struct DiffUnit {
+    /// Index of the backup in the plan.
+    pub index: usize,
+    pub stem: String,
+    pub source: String,
+    pub inputs: DiffInputs,
+    pub done: Option<DiffRecord>,
+    /// Bytes of the two partition files.
+    pub partition_bytes: u64,
+}
+
+pub struct Plan {
+    pub discovery: Discovery,
+    pub extracts: Vec<ExtractUnit>,
+}
+
+impl Plan {
+    pub fn new(config: &Config, paths: &Paths) -> Result<Plan> {
+        let discovery = discover(&config.backups, &config.pattern)?;
+        let extracts = discovery
+            .backups
+            .iter()
+            .map(|backup| {
+                let inputs = ExtractInputs::of(backup, config)?;
+                let done =
+                    PartitionInfo::load_valid(&paths.partition_dir(&backup.stamp()), &inputs);
+                Ok(ExtractUnit {
+                    backup: backup.clone(),
+                    inputs,
+                    done,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Plan {
+            discovery,
+            extracts,
+        })
+    }
+
+    pub fn pending_extracts(&self) -> usize {
+        self.extracts.iter().filter(|u| u.done.is_none()).count()
+    }
+
+    /// The diff units of backup `index`; None while it or the backup before it is not
+    /// extracted (its sources are not known yet).
+    pub fn diff_units(
+        &self,
+        index: usize,
+        config: &Config,
+        paths: &Paths,
+    ) -> Option<Vec<DiffUnit>> {
+        let current = &self.extracts[index];
+        let info = current.done.as_ref()?;
+        let previous = match index.checked_sub(1) {
+            Some(i) => Some((&self.extracts[i], self.extracts[i].done.as_ref()?)),
+            None => None,
+        };
+        let date = current.backup.stamp();
+        let inputs = DiffInputs {
+            date: date.clone(),
+            previous: previous.map(|(unit, _)| (unit.backup.stamp(), unit.inputs.clone())),
+            current: current.inputs.clone(),
+            key: config.key.clone(),
+            ignore_columns: config.ignore_columns.clone(),
+            target_table: config.target_table.clone(),
+            format: config.format.extension().to_string(),
+            chunk_rows: config.chunk_rows,
+        };
+        // Every source in either backup: one only in the older backup is removed whole.
+        let mut sources: BTreeMap<&str, &str> = BTreeMap::new();
+        for entry in previous
+            .iter()
+            .flat_map(|(_, i)| &i.partitions)
+            .chain(&info.partitions)
+        {
+            sources.insert(&entry.stem, &entry.value);
+        }
+        let partition_size = |unit: &ExtractUnit, stem: &str| {
+            std::fs::metadata(
+                paths
+                    .partition_dir(&unit.backup.stamp())
+                    .join(format!("{stem}.csv")),
+            )
+            .map_or(0, |m| m.len())
+        };
+        let units = sources
+            .into_iter()
+            .map(|(stem, source)| {
+                let outputs_exist = paths
+                    .issues_file(&date, stem, config.format.extension())
+                    .exists()
+                    && paths.removals_file(&date, stem).exists();
+                let done = DiffRecord::load_valid(&paths.record(&date, stem), &inputs)
+                    .filter(|_| outputs_exist);
+                DiffUnit {
+                    index,
+                    stem: stem.to_string(),
+                    source: source.to_string(),
+                    inputs: inputs.clone(),
+                    done,
+                    partition_bytes: partition_size(current, stem)
+                        + previous.map_or(0, |(unit, _)| partition_size(unit, stem)),
+                }
+            })
+            .collect();
+        Some(units)
+    }
+}
+
+/// The memory the run may use: `--memory-limit`, else 80% of what is available now (or of
+/// the cgroup limit when that is lower).
+pub fn memory_budget() -> u64 {
+    let Ok(mut system) = sysinfo::System::new() else {
+        return 1 << 30;
+    };
+    system.refresh_memory();
+    let mut available = system.available_memory();
+    if let Some(limits) = system.cgroup_limits() {
+        available = available.min(limits.free_memory);
+    }
+    available / 10 * 8
+}

@@ -1,0 +1,174 @@
+//! What a finished unit depended on, so a rerun can tell finished and still valid units from
+//! ones to redo. An extract's record is the `partitions.json` inside its (atomically renamed)
+//! folder; a diff unit's record is a small JSON file written after its outputs are in place.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::discover::Backup;
+
+/// Bumped whenever the partition format changes, so old partitions are redone.
+const PARTITION_FORMAT: u32 = 1;
+
+/// The inputs of one extract: the backup file as found, and the options that shape the
+/// partitions. The file is identified by name, size and modification time, like make and
+/// rsync do: hashing tens of GB per run would cost as much as extracting them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractInputs {
+    pub file: String,
+    pub size: u64,
+    pub modified_unix_ns: u64,
+    pub table: String,
+    pub id_column: String,
+    pub partition_column: String,
+    pub format: u32,
+}
+
+impl ExtractInputs {
+    pub fn of(backup: &Backup, config: &Config) -> Result<ExtractInputs> {
+        let meta = std::fs::metadata(&backup.path)
+            .with_context(|| format!("cannot read {}", backup.path.display()))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(ExtractInputs {
+            file: backup
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            size: meta.len(),
+            modified_unix_ns: modified,
+            table: config.table.clone(),
+            id_column: config.id_column.clone(),
+            partition_column: config.partition_column.clone(),
+            format: PARTITION_FORMAT,
+        })
+    }
+}
+
+/// The inputs of one diff unit (one source, one backup and the one before it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffInputs {
+    pub date: String,
+    pub previous: Option<(String, ExtractInputs)>,
+    pub current: ExtractInputs,
+    pub key: Vec<String>,
+    pub ignore_columns: Vec<String>,
+    pub target_table: String,
+    pub format: String,
+    pub chunk_rows: usize,
+}
+
+/// A finished diff unit: what it depended on and what it found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiffRecord {
+    pub inputs: DiffInputs,
+    pub source: String,
+    pub rows: u64,
+    pub added: u64,
+    pub changed: u64,
+    pub removed: u64,
+    pub seconds: f64,
+}
+
+impl DiffRecord {
+    /// The record at `path` if it exists, is readable and was made from `inputs`.
+    pub fn load_valid(path: &Path, inputs: &DiffInputs) -> Option<DiffRecord> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let record: DiffRecord = serde_json::from_str(&text).ok()?;
+        (record.inputs == *inputs).then_some(record)
+    }
+}
+
+/// Where the stages put their files.
+pub struct Paths {
+    pub partitions: PathBuf,
+    pub state: PathBuf,
+    pub issues: PathBuf,
+    pub removals: PathBuf,
+    pub summary: PathBuf,
+}
+
+impl Paths {
+    pub fn new(config: &Config) -> Paths {
+        Paths {
+            partitions: config.work.join("partitions"),
+            state: config.work.join("state"),
+            issues: config.out.join("issues"),
+            removals: config.out.join("removals"),
+            summary: config.out.join("summary.json"),
+        }
+    }
+
+    pub fn partition_dir(&self, date: &str) -> PathBuf {
+        self.partitions.join(date)
+    }
+
+    pub fn record(&self, date: &str, stem: &str) -> PathBuf {
+        self.state.join(date).join(format!("{stem}.json"))
+    }
+
+    pub fn issues_file(&self, date: &str, stem: &str, extension: &str) -> PathBuf {
+        self.issues.join(date).join(format!("{stem}.{extension}"))
+    }
+
+    pub fn removals_file(&self, date: &str, stem: &str) -> PathBuf {
+        self.removals.join(date).join(format!("{stem}.csv"))
+    }
+
+    /// The folders that hold one folder per backup date.
+    pub fn dated_roots(&self) -> [&Path; 4] {
+        [&self.partitions, &self.state, &self.issues, &self.removals]
+    }
+}
+
+/// Removes temporary files and folders (`.tmp-*`) left by a run that was killed.
+pub fn remove_leftovers(paths: &Paths) -> Result<usize> {
+    let mut removed = 0;
+    for root in paths.dated_roots() {
+        let Ok(entries) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if is_temporary(&path) {
+                remove(&path)?;
+                removed += 1;
+            } else if path.is_dir() {
+                for inner in std::fs::read_dir(&path)?.flatten() {
+                    if is_temporary(&inner.path()) {
+                        remove(&inner.path())?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+fn is_temporary(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+}
+
+pub fn remove(path: &Path) -> Result<()> {
+    let result = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
