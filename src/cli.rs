@@ -14,8 +14,7 @@ use crate::pipeline::Stages;
     version,
     about = "Rebuild the revision history (issues) of a table from its daily SQL backups",
     after_help = "Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.",
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -55,11 +54,11 @@ pub enum LogFormat {
 pub struct RunArgs {
     /// Folder holding the daily backups (`.sql.gz` or `.sql`, dated in their names)
     #[arg(long, value_name = "DIR")]
-    pub backups: PathBuf,
+    pub backups: Option<PathBuf>,
 
     /// Folder for the issues, removals and summary.json
     #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
 
     /// Folder for intermediate partitions [default: OUT/.work]
     #[arg(long, value_name = "DIR")]
@@ -133,7 +132,11 @@ impl RunArgs {
 
     /// Checks the flags against each other; the message says what to change.
     pub fn into_config(self) -> Result<Config, String> {
-        let mut config = Config::new(self.backups, self.out);
+        // Checked here rather than by clap, which cannot require them both at the top level
+        // and in each stage's subcommand.
+        let backups = self.backups.ok_or("--backups DIR is required")?;
+        let out = self.out.ok_or("--out DIR is required")?;
+        let mut config = Config::new(backups, out);
         if let Some(work) = self.work {
             config.work = work;
         }

@@ -266,3 +266,139 @@ impl Drop for MariaDb {
             .output();
     }
 }
+
+/// Writes a synthetic series of gzipped daily backups in mariadb-dump's layout: `days`
+/// backups from 2020-06-01 (skipping the dates in `skip`), growing by one time_value a day,
+/// with recent values revised, and a source that disappears on the last day.
+pub fn write_series(dir: &Path, days: u32, geos: u32, skip: &[u32]) -> Vec<PathBuf> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let sources = ["alpha", "beta", "gamma"];
+    let signals = ["cli", "ili", "wcli", "smoothed_cli"];
+    let mut files = Vec::new();
+    for day in 0..days {
+        if skip.contains(&day) {
+            continue;
+        }
+        let date =
+            chrono::NaiveDate::from_ymd_opt(2020, 6, 1).unwrap() + chrono::Days::new(day.into());
+        let path = dir.join(format!(
+            "just_covidcast_{}_database.sql.gz",
+            date.format("%Y%m%d")
+        ));
+        let mut sql = String::from(
+            "/*M!999999\\- enable the sandbox mode */ \n\
+             CREATE TABLE `covidcast` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  \
+             `source` varchar(32) NOT NULL,\n  `signal` varchar(64) NOT NULL,\n  \
+             `time_type` varchar(12) NOT NULL,\n  `geo_type` varchar(12) NOT NULL,\n  \
+             `time_value` int(11) NOT NULL,\n  `geo_value` varchar(12) NOT NULL,\n  \
+             `value_updated_timestamp` int(11) NOT NULL,\n  `value` double DEFAULT NULL,\n  \
+             `stderr` double DEFAULT NULL,\n  `sample_size` double DEFAULT NULL,\n  \
+             `direction_updated_timestamp` int(11) NOT NULL,\n  `direction` int(11) DEFAULT NULL,\n  \
+             PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n",
+        );
+        let mut id = 0u64;
+        let mut in_statement = 0;
+        for (s, source) in sources.iter().enumerate() {
+            if s == 2 && day == days - 1 {
+                continue; // the whole source is removed on the last day
+            }
+            for signal in signals {
+                for geo in 0..geos {
+                    for tv in 0..(20 + day) {
+                        let time_value = 20200501 + tv;
+                        let time_value = if time_value > 20200531 {
+                            time_value + 69
+                        } else {
+                            time_value
+                        };
+                        // Values of the last 5 days are revised every other day.
+                        let age = 20 + day - tv;
+                        let version = if age <= 5 { day / 2 } else { 0 };
+                        let seed = (s as u32 * 7919 + geo * 31 + tv * 17 + version * 101) % 997;
+                        let value = if seed % 37 == 0 {
+                            "NULL".to_string()
+                        } else {
+                            format!("{}", seed as f64 / 8.0)
+                        };
+                        id += 1;
+                        sql.push_str(if in_statement == 0 {
+                            "INSERT INTO `covidcast` VALUES ("
+                        } else {
+                            ",\n("
+                        });
+                        sql.push_str(&format!(
+                            "{id},'{source}','{signal}','day','county',{time_value},'{:05}',{},{value},{},{},{},NULL)",
+                            geo * 3 + 1001,
+                            1590000000 + version,
+                            seed as f64 / 100.0,
+                            seed * 3,
+                            1590000000
+                        ));
+                        in_statement += 1;
+                        if in_statement == 1000 {
+                            sql.push_str(";\n");
+                            in_statement = 0;
+                        }
+                    }
+                }
+            }
+        }
+        if in_statement > 0 {
+            sql.push_str(";\n");
+        }
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(sql.as_bytes()).unwrap();
+        std::fs::write(&path, encoder.finish().unwrap()).unwrap();
+        files.push(path);
+    }
+    files
+}
+
+/// Every file below `dir` (but `.work`, the resumable state) with its bytes, by relative path.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == ".work") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap().to_path_buf();
+                files.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Paths of temporary files (`.tmp-*`) anywhere below `dir`, `.work` included.
+pub fn temporary_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+            {
+                found.push(path.clone());
+            }
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
