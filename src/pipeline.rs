@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::atomic::write_file;
 use crate::config::Config;
@@ -214,7 +214,13 @@ fn diff_all(
     let progress = Progress::units("diff", pending as u64);
     for unit in units {
         match unit.done {
-            Some(record) => records.push(record),
+            Some(record) => {
+                debug!(
+                    "{} {}: finished earlier, kept",
+                    unit.inputs.date, unit.source
+                );
+                records.push(record);
+            }
             None => {
                 interrupt::check()?;
                 let record = run_diff_unit(plan, &unit, config, paths)?;

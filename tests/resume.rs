@@ -81,13 +81,14 @@ fn assert_same_tree(
 #[test]
 fn killed_at_any_moment_a_rerun_gives_identical_output() {
     let data = tempfile::tempdir().unwrap();
-    write_series(data.path(), 5, 150, &[]);
+    write_series(data.path(), 5, 300, &[]);
     let started = Instant::now();
     let expected = reference(data.path(), &[]);
     let full = started.elapsed();
     eprintln!("an uninterrupted run takes {full:?}");
     // Kill points spread over the whole run, twice per trial (once during the rerun).
-    let trials = 8;
+    let trials = 12;
+    let mut killed_mid_file = 0;
     for trial in 0..trials {
         let out = tempfile::tempdir().unwrap();
         for kill_at in [(trial * 2 + 1) as f64 / (trials * 2) as f64, 0.3] {
@@ -95,6 +96,9 @@ fn killed_at_any_moment_a_rerun_gives_identical_output() {
             std::thread::sleep(full.mul_f64(kill_at));
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
+            if !temporary_files(out.path()).is_empty() {
+                killed_mid_file += 1;
+            }
         }
         finish(data.path(), out.path(), &[]);
         assert_same_tree(out.path(), &expected);
@@ -103,6 +107,11 @@ fn killed_at_any_moment_a_rerun_gives_identical_output() {
             Vec::<std::path::PathBuf>::new()
         );
     }
+    // The kills must have caught files half-written, or the test proves little.
+    assert!(
+        killed_mid_file >= 3,
+        "only {killed_mid_file} kills left temporary files"
+    );
 }
 
 #[test]
@@ -141,7 +150,11 @@ fn changes_redo_exactly_the_units_they_affect() {
     let out = tempfile::tempdir().unwrap();
     let log = finish(data.path(), out.path(), &[]);
     let first = units_run(&log);
-    assert_eq!(first.iter().filter(|u| u.starts_with("extract")).count(), 5, "{log}");
+    assert_eq!(
+        first.iter().filter(|u| u.starts_with("extract")).count(),
+        5,
+        "{log}"
+    );
 
     // Nothing changed: nothing to do.
     assert_eq!(
