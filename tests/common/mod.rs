@@ -316,7 +316,7 @@ pub fn write_series(dir: &Path, days: u32, geos: u32, skip: &[u32]) -> Vec<PathB
                         let age = 20 + day - tv;
                         let version = if age <= 5 { day / 2 } else { 0 };
                         let seed = (s as u32 * 7919 + geo * 31 + tv * 17 + version * 101) % 997;
-                        let value = if seed % 37 == 0 {
+                        let value = if seed.is_multiple_of(37) {
                             "NULL".to_string()
                         } else {
                             format!("{}", seed as f64 / 8.0)
