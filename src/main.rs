@@ -7,6 +7,12 @@ use migrate::pipeline::{run, RunSummary};
 use migrate::{dry_run, interrupt, logging};
 
 fn main() -> ExitCode {
+    // A file size limit (ulimit -f) must fail the write with an error we can report, rather
+    // than kill the process with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to "ignore" before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let (stages, args) = Cli::parse().into_parts();
     logging::init(args.verbosity(), args.log_format);
     let config = match args.into_config() {

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::StagedDir;
 use crate::config::Config;
 use crate::discover::Backup;
-use crate::dump::{ColumnKind, DumpReader, Event, FieldKind, InsertHead, Row, TableDef};
+use crate::dump::{ColumnKind, DumpError, DumpReader, Event, FieldKind, InsertHead, Row, TableDef};
 use crate::interrupt;
 use crate::layout::Layout;
-use crate::source::open_backup;
+use crate::source::{open_backup, OnRead};
 use crate::state::ExtractInputs;
 
 /// File in each partition folder that records what the folder holds.
@@ -64,9 +64,10 @@ pub fn extract(
     inputs: &ExtractInputs,
     config: &Config,
     dest: &Path,
+    on_read: OnRead,
 ) -> Result<PartitionInfo> {
     let staged = StagedDir::new(dest)?;
-    let info = extract_into(backup, inputs, config, staged.path())
+    let info = extract_into(backup, inputs, config, staged.path(), on_read)
         .with_context(|| format!("backup {}", backup.path.display()))?;
     staged.commit()?;
     Ok(info)
@@ -77,8 +78,9 @@ fn extract_into(
     inputs: &ExtractInputs,
     config: &Config,
     dir: &Path,
+    on_read: OnRead,
 ) -> Result<PartitionInfo> {
-    let mut reader = DumpReader::new(open_backup(&backup.path)?);
+    let mut reader = DumpReader::new(open_backup(&backup.path, on_read)?);
     let mut layout: Option<Layout> = None;
     let mut table_def: Option<TableDef> = None;
     let mut writers = PartitionWriters::new(dir);
@@ -89,6 +91,10 @@ fn extract_into(
         let event = match reader.next_event() {
             Ok(Some(event)) => event,
             Ok(None) => break,
+            Err(e @ DumpError::Io { .. }) => bail!(
+                "{e}: the file is damaged or incomplete (an interrupted copy?); copy the \
+                 backup again, or move it out of the folder to migrate without it"
+            ),
             Err(e) => return Err(anyhow!(e)),
         };
         // Errors are worded here and placed after the match, where the reader is free again.
@@ -135,6 +141,9 @@ fn extract_into(
             interrupt::check()?;
             bail!("{}: {message}", reader.position());
         }
+    }
+    if reader.position().offset == 0 {
+        bail!("the file holds no SQL at all (an empty dump): replace it with a complete backup or remove it");
     }
     let Some(table) = table_def else {
         bail!(

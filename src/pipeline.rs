@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use crate::atomic::write_file;
 use crate::config::Config;
 use crate::diff::{diff, read_partition};
+use crate::dump::TableDef;
 use crate::emit::{write_issues, write_removals, EmitContext};
 use crate::interrupt;
 use crate::layout::Layout;
@@ -116,7 +117,7 @@ fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -> Result<us
         return Ok(0);
     }
     let total_bytes = pending.iter().map(|&i| plan.extracts[i].inputs.size).sum();
-    let progress = Progress::bytes("extract", total_bytes);
+    let progress = std::sync::Arc::new(Progress::bytes("extract", total_bytes));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.jobs)
         .thread_name(|i| format!("extract-{i}"))
@@ -131,11 +132,12 @@ fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -> Result<us
                     .map_err(anyhow::Error::from)
                     .and_then(|()| {
                         let dest = paths.partition_dir(&unit.backup.stamp());
-                        extract(&unit.backup, &unit.inputs, config, &dest)
+                        let progress = progress.clone();
+                        let on_read = Box::new(move |n| progress.advance(n));
+                        extract(&unit.backup, &unit.inputs, config, &dest, on_read)
                     });
                 if let Ok(info) = &result {
                     let seconds = started.elapsed().as_secs_f64();
-                    progress.advance(unit.inputs.size);
                     progress.log(format!(
                         "extracted {}: {} rows, {:.1} MB of SQL in {seconds:.1} s ({:.0} MB/s)",
                         unit.backup.stamp(),
@@ -271,6 +273,39 @@ fn remove_stale_sources(
     Ok(())
 }
 
+/// Names the columns added, removed or retyped between two versions of a table.
+fn describe_schema_change(before: &TableDef, after: &TableDef) -> String {
+    let names = |t: &TableDef| t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let (old, new) = (names(before), names(after));
+    let mut changes = Vec::new();
+    let added: Vec<_> = new.iter().filter(|c| !old.contains(c)).cloned().collect();
+    let removed: Vec<_> = old.iter().filter(|c| !new.contains(c)).cloned().collect();
+    if !added.is_empty() {
+        changes.push(format!("column(s) {} added", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        changes.push(format!("column(s) {} removed", removed.join(", ")));
+    }
+    for column in &after.columns {
+        if let Some(was) = before.columns.iter().find(|c| c.name == column.name) {
+            if was.kind != column.kind {
+                changes.push(format!(
+                    "column {} changed from {:?} to {:?}",
+                    column.name, was.kind, column.kind
+                ));
+            }
+        }
+    }
+    if changes.is_empty() {
+        changes.push(format!(
+            "columns reordered from ({}) to ({})",
+            old.join(", "),
+            new.join(", ")
+        ));
+    }
+    changes.join("; ")
+}
+
 fn layout_of(info: &PartitionInfo, config: &Config) -> Result<Layout> {
     Layout::new(&info.table, config).with_context(|| format!("the backup of {}", info.date))
 }
@@ -293,24 +328,14 @@ fn run_diff_unit(
     if let Some((before, before_info)) = previous {
         if layout_of(before_info, config)? != layout {
             bail!(
-                "the columns of `{}` differ between the backups of {} and {} ({} and {}); \
-                 a change of schema between backups is not supported yet",
+                "the table `{}` changed between the backups of {} and {} ({}): {}. Backups \
+                 with different columns cannot be compared; migrate each stretch of backups \
+                 with one schema separately (a folder each)",
                 config.table,
                 before.backup.stamp(),
                 current.backup.stamp(),
-                before_info
-                    .table
-                    .columns
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                info.table
-                    .columns
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
+                current.backup.path.display(),
+                describe_schema_change(&before_info.table, &info.table)
             );
         }
     }

@@ -14,9 +14,16 @@ const CHUNK: usize = 1 << 20;
 /// Chunks decoded ahead of the parser: bounds the memory the two threads share.
 const CHUNKS_AHEAD: usize = 4;
 
+/// Called with the number of bytes of the file read so far, as they are read.
+pub type OnRead = Box<dyn FnMut(u64) + Send>;
+
 /// Opens `path`, decompressing when its name ends in `.gz`.
-pub fn open_backup(path: &Path) -> Result<ReadAhead> {
+pub fn open_backup(path: &Path, on_read: OnRead) -> Result<ReadAhead> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = Counting {
+        inner: file,
+        on_read,
+    };
     let is_gzip = path.extension().is_some_and(|ext| ext == "gz");
     let reader: Box<dyn Read + Send> = if is_gzip {
         Box::new(MultiGzDecoder::new(BufReader::with_capacity(CHUNK, file)))
@@ -24,6 +31,20 @@ pub fn open_backup(path: &Path) -> Result<ReadAhead> {
         Box::new(file)
     };
     Ok(ReadAhead::spawn(reader))
+}
+
+/// Reports how much of the file was read, for progress in bytes of the backup on disk.
+struct Counting {
+    inner: File,
+    on_read: OnRead,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.on_read)(n as u64);
+        Ok(n)
+    }
 }
 
 /// A reader whose data is produced by a background thread reading from another reader.
@@ -40,12 +61,17 @@ impl ReadAhead {
         let (sender, chunks) = sync_channel(CHUNKS_AHEAD);
         let thread = std::thread::spawn(move || loop {
             let mut chunk = vec![0; CHUNK];
-            let result = read_full(&mut reader, &mut chunk).map(|n| {
-                chunk.truncate(n);
-                chunk
-            });
-            let stop = !matches!(&result, Ok(chunk) if !chunk.is_empty());
-            if sender.send(result).is_err() || stop {
+            let (filled, error) = read_full(&mut reader, &mut chunk);
+            chunk.truncate(filled);
+            // Data decoded before an error is delivered first, so the error is placed where
+            // the damage is, not at the start of the chunk.
+            let end = filled == 0 || error.is_some();
+            if filled > 0 && sender.send(Ok(chunk)).is_err() {
+                return;
+            }
+            if end {
+                let last = error.map_or(Ok(Vec::new()), Err);
+                let _ = sender.send(last);
                 return;
             }
         });
@@ -59,18 +85,18 @@ impl ReadAhead {
     }
 }
 
-/// Reads until `buf` is full or the input ends.
-fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full, the input ends or fails: how much was read, and the error.
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return (filled, Some(e)),
         }
     }
-    Ok(filled)
+    (filled, None)
 }
 
 impl Read for ReadAhead {
@@ -127,7 +153,9 @@ mod tests {
 
     fn read_all(path: &Path) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        open_backup(path).unwrap().read_to_end(&mut out)?;
+        open_backup(path, Box::new(|_| {}))
+            .unwrap()
+            .read_to_end(&mut out)?;
         Ok(out)
     }
 

@@ -25,10 +25,10 @@ pub enum Event<'a> {
 pub enum DumpError {
     #[error("{position}: {message}")]
     Syntax { position: Position, message: String },
-    #[error("{position}: {source}")]
+    #[error("{position}: {error}")]
     Io {
         position: Position,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -111,13 +111,13 @@ impl<R: Read> DumpReader<R> {
     }
 
     fn fill(&mut self, what: &str) -> Result<bool, DumpError> {
-        self.window.fill_more().map_err(|source| {
-            if source.get_ref().is_some_and(|e| e.is::<WindowFull>()) {
-                self.syntax(0, format!("{source} ({what}); is this file a SQL dump?"))
+        self.window.fill_more().map_err(|error| {
+            if error.get_ref().is_some_and(|e| e.is::<WindowFull>()) {
+                self.syntax(0, format!("{error} ({what}); is this file a SQL dump?"))
             } else {
                 DumpError::Io {
                     position: self.window.position(self.window.bytes().len()),
-                    source,
+                    error,
                 }
             }
         })

@@ -402,3 +402,20 @@ pub fn temporary_files(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// Asserts two output folders hold the same files with the same bytes (`.work` aside),
+/// naming the first difference rather than printing the files.
+pub fn assert_same_output(actual: &Path, expected: &Path, skip: &[&str]) {
+    let keep = |tree: std::collections::BTreeMap<PathBuf, Vec<u8>>| {
+        tree.into_iter()
+            .filter(|(p, _)| !skip.iter().any(|s| p.starts_with(s)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (actual, expected) = (keep(snapshot(actual)), keep(snapshot(expected)));
+    let names =
+        |t: &std::collections::BTreeMap<PathBuf, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&actual), names(&expected), "different files");
+    for (path, bytes) in &expected {
+        assert!(actual[path] == *bytes, "{} differs", path.display());
+    }
+}
