@@ -62,8 +62,9 @@ pub struct EmitContext<'a> {
     pub chunk_rows: usize,
 }
 
-/// Writes the issue rows (sorted already) to `path`, adding `issue` and `lag`.
-pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Result<()> {
+/// Writes the issue rows (sorted already) to `path`, adding `issue` and `lag`. Returns how
+/// many rows have a `time_value` after the backup date (a negative lag).
+pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Result<usize> {
     let names: Vec<&str> = ctx.layout.names().collect();
     let columns = names
         .iter()
@@ -73,6 +74,7 @@ pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Resul
     let time_value = &columns[ctx.layout.time_value];
     let mut header: Vec<&str> = names.clone();
     header.extend(["issue", "lag"]);
+    let mut from_the_future = 0;
     write_file(path, |out| {
         match ctx.format {
             OutputFormat::Sql => {
@@ -98,6 +100,7 @@ pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Resul
             .join(",");
         for row in 0..issues.height() {
             let (issue, lag) = issue_and_lag_of(row, time_type, time_value, ctx.date)?;
+            from_the_future += usize::from(lag < 0);
             let cells = columns
                 .iter()
                 .map(|c| c.get(row))
@@ -127,7 +130,8 @@ pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Resul
             out.write_all(b";\n")?;
         }
         Ok(())
-    })
+    })?;
+    Ok(from_the_future)
 }
 
 fn issue_and_lag_of(

@@ -368,12 +368,19 @@ fn run_diff_unit(
         chunk_rows: config.chunk_rows,
     };
     let extension = config.format.extension();
-    write_issues(
+    let from_the_future = write_issues(
         &paths.issues_file(date, &unit.stem, extension),
         &result.issues,
         &ctx,
     )
     .with_context(context)?;
+    if from_the_future > 0 {
+        warn!(
+            "{date} {}: {from_the_future} issue row(s) have a time_value after the backup \
+             date; they are kept, with a negative lag",
+            unit.source
+        );
+    }
     write_removals(
         &paths.removals_file(date, &unit.stem),
         &result.removed,
