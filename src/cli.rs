@@ -31,17 +31,66 @@ pub enum Command {
     Extract(RunArgs),
     /// Only diff extracted backups and write the output (run `extract` first)
     Diff(RunArgs),
+    /// Rebuild every backup from the output and compare it with the backup; exit 1 on any
+    /// difference
+    Verify(RunArgs),
+    /// Write the table as it was on a date, from the output alone
+    Asof(AsofArgs),
+}
+
+/// What the command line asks for.
+pub enum Action {
+    Run(Stages, RunArgs),
+    Verify(RunArgs),
+    Asof(AsofArgs),
 }
 
 impl Cli {
-    /// The stages to run and their flags.
-    pub fn into_parts(self) -> (Stages, RunArgs) {
+    pub fn into_action(self) -> Action {
         match self.command {
-            None => (Stages::All, self.args),
-            Some(Command::Extract(args)) => (Stages::Extract, args),
-            Some(Command::Diff(args)) => (Stages::Diff, args),
+            None => Action::Run(Stages::All, self.args),
+            Some(Command::Extract(args)) => Action::Run(Stages::Extract, args),
+            Some(Command::Diff(args)) => Action::Run(Stages::Diff, args),
+            Some(Command::Verify(args)) => Action::Verify(args),
+            Some(Command::Asof(args)) => Action::Asof(args),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct AsofArgs {
+    /// The output folder of a migration
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// The date (YYYYMMDD): the table as of the last backup on or before it
+    #[arg(long, value_parser = parse_date)]
+    pub date: chrono::NaiveDate,
+
+    /// Only rows of these sources (comma-separated)
+    #[arg(long, value_delimiter = ',')]
+    pub source: Vec<String>,
+
+    /// Only rows of these signals (comma-separated)
+    #[arg(long, value_delimiter = ',')]
+    pub signal: Vec<String>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Csv)]
+    pub format: OutputFormat,
+
+    /// File to write [default: standard output]
+    #[arg(long, value_name = "FILE")]
+    pub to: Option<PathBuf>,
+
+    /// Less log output
+    #[arg(short, long, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+fn parse_date(text: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(text, "%Y%m%d")
+        .map_err(|_| format!("{text:?} is not a YYYYMMDD date"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -29,7 +29,7 @@ pub struct DiffResult {
 
 /// The polars type of each stored column; key text columns are categorical in the one
 /// global mapping, so that partitions read separately join directly.
-fn schema(layout: &Layout) -> Schema {
+pub fn schema(layout: &Layout) -> Schema {
     layout
         .columns
         .iter()
@@ -61,7 +61,7 @@ pub fn read_partition(path: Option<&Path>, layout: &Layout) -> Result<DataFrame>
         .with_context(|| format!("cannot read the partition {}", path.display()))
 }
 
-fn key_exprs(layout: &Layout) -> Vec<Expr> {
+pub fn key_exprs(layout: &Layout) -> Vec<Expr> {
     layout.key_names().into_iter().map(col).collect()
 }
 
@@ -191,7 +191,7 @@ fn key_schema(layout: &Layout) -> Schema {
 
 /// Sorts by the key's values (categoricals by their text, not their codes), so output is
 /// the same whatever order rows or categories arrived in.
-fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
+pub fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
     let by: Vec<Expr> = layout
         .columns
         .iter()
@@ -205,7 +205,7 @@ fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
 }
 
 /// Casts categorical columns to strings, for the writers downstream.
-fn text_as_strings(frame: DataFrame) -> Result<DataFrame> {
+pub fn text_as_strings(frame: DataFrame) -> Result<DataFrame> {
     let casts: Vec<Expr> = frame
         .columns()
         .iter()

@@ -62,42 +62,108 @@ pub struct EmitContext<'a> {
     pub chunk_rows: usize,
 }
 
+/// Writes rows as CSV with a header, or as INSERT statements of at most `chunk_rows` rows.
+struct RowWriter<'a> {
+    format: OutputFormat,
+    table: &'a str,
+    header: Vec<&'a str>,
+    chunk_rows: usize,
+    rows: usize,
+}
+
+impl<'a> RowWriter<'a> {
+    fn start(
+        out: &mut dyn Write,
+        format: OutputFormat,
+        table: &'a str,
+        header: Vec<&'a str>,
+        chunk_rows: usize,
+    ) -> Result<RowWriter<'a>> {
+        if format == OutputFormat::Csv {
+            write_csv_line(out, header.iter().map(|h| Cell::Text(h)))?;
+        }
+        Ok(RowWriter {
+            format,
+            table,
+            header,
+            chunk_rows,
+            rows: 0,
+        })
+    }
+
+    fn row<'c>(
+        &mut self,
+        out: &mut dyn Write,
+        cells: impl Iterator<Item = Cell<'c>>,
+    ) -> Result<()> {
+        match self.format {
+            OutputFormat::Csv => write_csv_line(out, cells)?,
+            OutputFormat::Sql => {
+                if self.rows.is_multiple_of(self.chunk_rows) {
+                    if self.rows > 0 {
+                        out.write_all(b";\n")?;
+                    }
+                    let columns: Vec<String> = self
+                        .header
+                        .iter()
+                        .map(|h| format!("`{}`", h.replace('`', "``")))
+                        .collect();
+                    write!(
+                        out,
+                        "INSERT INTO `{}` ({}) VALUES\n(",
+                        self.table.replace('`', "``"),
+                        columns.join(",")
+                    )?;
+                } else {
+                    out.write_all(b",\n(")?;
+                }
+                write_sql_tuple(out, cells)?;
+                out.write_all(b")")?;
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self, out: &mut dyn Write) -> Result<()> {
+        if self.format == OutputFormat::Sql && self.rows > 0 {
+            out.write_all(b";\n")?;
+        }
+        Ok(())
+    }
+}
+
+fn cells_of(frame: &DataFrame, names: &[&str]) -> Result<Vec<Cells>> {
+    names.iter().map(|name| Cells::of(frame, name)).collect()
+}
+
 /// Writes the issue rows (sorted already) to `path`, adding `issue` and `lag`. Returns how
 /// many rows have a `time_value` after the backup date (a negative lag).
 pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Result<usize> {
     let names: Vec<&str> = ctx.layout.names().collect();
-    let columns = names
-        .iter()
-        .map(|name| Cells::of(issues, name))
-        .collect::<Result<Vec<_>>>()?;
+    let columns = cells_of(issues, &names)?;
     let time_type = &columns[ctx.layout.time_type];
     let time_value = &columns[ctx.layout.time_value];
     let mut header: Vec<&str> = names.clone();
     header.extend(["issue", "lag"]);
     let mut from_the_future = 0;
     write_file(path, |out| {
-        match ctx.format {
-            OutputFormat::Sql => {
-                let previous = ctx
-                    .previous
-                    .map_or("none: the first backup".to_string(), |d| {
-                        d.format("%Y%m%d").to_string()
-                    });
-                writeln!(
-                    out,
-                    "-- migrate: issues of {} = {} in the backup of {} (compared with {previous})",
-                    names[ctx.layout.partition],
-                    ctx.source,
-                    ctx.date.format("%Y%m%d"),
-                )?;
-            }
-            OutputFormat::Csv => write_csv_line(out, header.iter().map(|h| Cell::Text(h)))?,
+        if ctx.format == OutputFormat::Sql {
+            let previous = ctx
+                .previous
+                .map_or("none: the first backup".to_string(), |d| {
+                    d.format("%Y%m%d").to_string()
+                });
+            writeln!(
+                out,
+                "-- migrate: issues of {} = {} in the backup of {} (compared with {previous})",
+                names[ctx.layout.partition],
+                ctx.source,
+                ctx.date.format("%Y%m%d"),
+            )?;
         }
-        let quoted_header = header
-            .iter()
-            .map(|h| format!("`{}`", h.replace('`', "``")))
-            .collect::<Vec<_>>()
-            .join(",");
+        let mut writer =
+            RowWriter::start(out, ctx.format, ctx.target_table, header, ctx.chunk_rows)?;
         for row in 0..issues.height() {
             let (issue, lag) = issue_and_lag_of(row, time_type, time_value, ctx.date)?;
             from_the_future += usize::from(lag < 0);
@@ -105,33 +171,28 @@ pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Resul
                 .iter()
                 .map(|c| c.get(row))
                 .chain([Cell::Integer(issue), Cell::Integer(lag)]);
-            match ctx.format {
-                OutputFormat::Csv => write_csv_line(out, cells)?,
-                OutputFormat::Sql => {
-                    let first_in_chunk = row % ctx.chunk_rows == 0;
-                    if first_in_chunk {
-                        if row > 0 {
-                            out.write_all(b";\n")?;
-                        }
-                        write!(
-                            out,
-                            "INSERT INTO `{}` ({quoted_header}) VALUES\n(",
-                            ctx.target_table.replace('`', "``")
-                        )?;
-                    } else {
-                        out.write_all(b",\n(")?;
-                    }
-                    write_sql_tuple(out, cells)?;
-                    out.write_all(b")")?;
-                }
-            }
+            writer.row(out, cells)?;
         }
-        if ctx.format == OutputFormat::Sql && issues.height() > 0 {
-            out.write_all(b";\n")?;
-        }
-        Ok(())
+        writer.finish(out)
     })?;
     Ok(from_the_future)
+}
+
+/// Writes a table's rows (every stored column, no `issue` or `lag`), as `asof` does.
+pub fn write_table(
+    out: &mut dyn Write,
+    frame: &DataFrame,
+    layout: &Layout,
+    format: OutputFormat,
+    table: &str,
+) -> Result<()> {
+    let names: Vec<&str> = layout.names().collect();
+    let columns = cells_of(frame, &names)?;
+    let mut writer = RowWriter::start(out, format, table, names, 1000)?;
+    for row in 0..frame.height() {
+        writer.row(out, columns.iter().map(|c| c.get(row)))?;
+    }
+    writer.finish(out)
 }
 
 fn issue_and_lag_of(
@@ -166,7 +227,10 @@ pub fn write_removals(path: &Path, removed: &DataFrame, ctx: &EmitContext) -> Re
     .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn write_csv_line<'a>(out: &mut impl Write, cells: impl Iterator<Item = Cell<'a>>) -> Result<()> {
+fn write_csv_line<'a>(
+    out: &mut (impl Write + ?Sized),
+    cells: impl Iterator<Item = Cell<'a>>,
+) -> Result<()> {
     for (i, cell) in cells.enumerate() {
         if i > 0 {
             out.write_all(b",")?;
@@ -192,7 +256,10 @@ fn write_csv_line<'a>(out: &mut impl Write, cells: impl Iterator<Item = Cell<'a>
     Ok(())
 }
 
-fn write_sql_tuple<'a>(out: &mut impl Write, cells: impl Iterator<Item = Cell<'a>>) -> Result<()> {
+fn write_sql_tuple<'a>(
+    out: &mut (impl Write + ?Sized),
+    cells: impl Iterator<Item = Cell<'a>>,
+) -> Result<()> {
     for (i, cell) in cells.enumerate() {
         if i > 0 {
             out.write_all(b",")?;

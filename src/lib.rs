@@ -1,6 +1,7 @@
 //! `migrate` rebuilds the revision history ("issues") of a table from its daily SQL backups:
 //! discover → extract → diff → emit. `pipeline::run` does it all from a `Config`.
 
+pub mod asof;
 pub mod atomic;
 pub mod cli;
 pub mod config;
@@ -19,5 +20,7 @@ pub mod partition;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod replay;
 pub mod source;
 pub mod state;
+pub mod verify;

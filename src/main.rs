@@ -1,9 +1,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use migrate::cli::Cli;
+use migrate::asof::asof;
+use migrate::cli::{Action, Cli, LogFormat, RunArgs};
+use migrate::config::Config;
 use migrate::exit_codes::ExitStatus;
 use migrate::pipeline::{run, RunSummary};
+use migrate::verify::verify;
 use migrate::{dry_run, interrupt, logging};
 
 fn main() -> ExitCode {
@@ -13,23 +16,48 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let (stages, args) = Cli::parse().into_parts();
-    logging::init(args.verbosity(), args.log_format);
-    let config = match args.into_config() {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitStatus::Usage.into();
+    let action = Cli::parse().into_action();
+    let result = match action {
+        Action::Run(stages, args) => with_config(args, |config| {
+            if config.dry_run {
+                dry_run::describe(config, stages).map(|plan| print!("{plan}"))
+            } else {
+                run(config, stages).map(|summary| print_summary(&summary))
+            }
+        }),
+        Action::Verify(args) => with_config(args, |config| {
+            let report = verify(config)?;
+            for problem in &report.problems {
+                println!("{problem}");
+            }
+            if report.not_listed > 0 {
+                println!("... and {} more differences", report.not_listed);
+            }
+            println!(
+                "verified {} backups of {} sources: {}",
+                report.backups,
+                report.sources,
+                if report.is_clean() {
+                    "identical"
+                } else {
+                    "DIFFERENCES FOUND"
+                }
+            );
+            anyhow::ensure!(report.is_clean(), "the output does not rebuild the backups");
+            Ok(())
+        }),
+        Action::Asof(args) => {
+            logging::init(-(args.quiet as i8), LogFormat::Text);
+            interrupt::install();
+            asof(&args).map(|rows| tracing::info!("{rows} rows as of {}", args.date))
         }
-    };
-    interrupt::install();
-    let result = if config.dry_run {
-        dry_run::describe(&config, stages).map(|plan| print!("{plan}"))
-    } else {
-        run(&config, stages).map(|summary| print_summary(&summary))
     };
     match result {
         Ok(()) => ExitStatus::Success.into(),
+        Err(error) if error.is::<UsageError>() => {
+            eprintln!("error: {error}");
+            ExitStatus::Usage.into()
+        }
         Err(_) if interrupt::requested() => {
             eprintln!("interrupted: finished units are kept; run the same command again to resume");
             ExitStatus::Interrupted.into()
@@ -39,6 +67,22 @@ fn main() -> ExitCode {
             ExitStatus::Failure.into()
         }
     }
+}
+
+/// A command line that cannot be run as given (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// Sets up logging and Ctrl-C from the flags, checks them into a `Config`, and runs `body`.
+fn with_config(
+    args: RunArgs,
+    body: impl FnOnce(&Config) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    logging::init(args.verbosity(), args.log_format);
+    let config = args.into_config().map_err(UsageError)?;
+    interrupt::install();
+    body(&config)
 }
 
 fn print_summary(summary: &RunSummary) {

@@ -259,7 +259,7 @@ fn io_error(e: std::io::Error) -> String {
 }
 
 /// Writes one field in partition CSV form, checking it fits the column's type.
-fn write_field(
+pub(crate) fn write_field(
     out: &mut impl Write,
     column: ColumnKind,
     kind: FieldKind,

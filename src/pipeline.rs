@@ -20,7 +20,7 @@ use crate::layout::Layout;
 use crate::partition::{extract, PartitionInfo};
 use crate::plan::{DiffUnit, Plan};
 use crate::progress::Progress;
-use crate::state::{remove, remove_leftovers, DiffRecord, Paths};
+use crate::state::{remove, remove_leftovers, DiffRecord, OutputTable, Paths};
 
 /// Which stages a command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,11 +105,24 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     if stages != Stages::Extract {
         let json = serde_json::to_string_pretty(&summary)?;
         write_file(&paths.summary, |out| Ok(out.write_all(json.as_bytes())?))?;
+        let last = plan.extracts.last().and_then(|u| u.done.as_ref());
+        if let Some(info) = last {
+            let table = OutputTable {
+                table: info.table.clone(),
+                key: config.key.clone(),
+                id_column: config.id_column.clone(),
+                partition_column: config.partition_column.clone(),
+                ignore_columns: config.ignore_columns.clone(),
+                target_table: config.target_table.clone(),
+            };
+            let json = serde_json::to_string_pretty(&table)?;
+            write_file(&paths.table, |out| Ok(out.write_all(json.as_bytes())?))?;
+        }
     }
     Ok(summary)
 }
 
-fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -> Result<usize> {
+pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -> Result<usize> {
     let pending: Vec<usize> = (0..plan.extracts.len())
         .filter(|&i| plan.extracts[i].done.is_none())
         .collect();
@@ -306,7 +319,7 @@ fn describe_schema_change(before: &TableDef, after: &TableDef) -> String {
     changes.join("; ")
 }
 
-fn layout_of(info: &PartitionInfo, config: &Config) -> Result<Layout> {
+pub(crate) fn layout_of(info: &PartitionInfo, config: &Config) -> Result<Layout> {
     Layout::new(&info.table, config).with_context(|| format!("the backup of {}", info.date))
 }
 

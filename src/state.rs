@@ -94,6 +94,7 @@ pub struct Paths {
     pub issues: PathBuf,
     pub removals: PathBuf,
     pub summary: PathBuf,
+    pub table: PathBuf,
 }
 
 impl Paths {
@@ -104,6 +105,7 @@ impl Paths {
             issues: config.out.join("issues"),
             removals: config.out.join("removals"),
             summary: config.out.join("summary.json"),
+            table: config.out.join("table.json"),
         }
     }
 
@@ -126,6 +128,39 @@ impl Paths {
     /// The folders that hold one folder per backup date.
     pub fn dated_roots(&self) -> [&Path; 4] {
         [&self.partitions, &self.state, &self.issues, &self.removals]
+    }
+}
+
+/// What the output describes, saved beside it so that `asof` needs the output alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputTable {
+    pub table: crate::dump::TableDef,
+    pub key: Vec<String>,
+    pub id_column: String,
+    pub partition_column: String,
+    pub ignore_columns: Vec<String>,
+    pub target_table: String,
+}
+
+impl OutputTable {
+    pub fn load(paths: &Paths) -> Result<OutputTable> {
+        let text = std::fs::read_to_string(&paths.table).with_context(|| {
+            format!(
+                "cannot read {}: run migrate into this folder first",
+                paths.table.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", paths.table.display()))
+    }
+
+    /// A configuration whose table settings are the ones the output was made with.
+    pub fn apply_to(&self, config: &mut Config) {
+        config.table = self.table.name.clone();
+        config.key = self.key.clone();
+        config.id_column = self.id_column.clone();
+        config.partition_column = self.partition_column.clone();
+        config.ignore_columns = self.ignore_columns.clone();
+        config.target_table = self.target_table.clone();
     }
 }
 
