@@ -1,0 +1,91 @@
+//! `migrate asof` rebuilds the table of any date from the output alone.
+
+mod common;
+
+use common::*;
+
+fn asof(out: &std::path::Path, date: &str, extra: &[&str]) -> Table {
+    let file = out.join(format!("asof-{date}.csv"));
+    migrate()
+        .args(["asof", "--date", date, "-q", "--out"])
+        .arg(out)
+        .arg("--to")
+        .arg(&file)
+        .args(extra)
+        .assert()
+        .success();
+    read_csv(&file)
+}
+
+#[test]
+fn each_backup_date_gives_that_backups_rows() {
+    let out = tempfile::tempdir().unwrap();
+    migrate()
+        .arg("--backups")
+        .arg(fixture_backups())
+        .arg("--out")
+        .arg(out.path())
+        .arg("-q")
+        .assert()
+        .success();
+    // Row counts per backup, counted by SQL when the fixtures were made.
+    let counts = read_csv(&expected("backups.csv"));
+    for row in &counts.rows {
+        let date = row[0].as_deref().unwrap();
+        let rows: usize = row[1].as_deref().unwrap().parse().unwrap();
+        assert_eq!(asof(out.path(), date, &[]).rows.len(), rows, "as of {date}");
+    }
+    // The missing day shows the backup before it.
+    assert_eq!(
+        asof(out.path(), "20200605", &[]),
+        asof(out.path(), "20200604", &[])
+    );
+
+    // The weekly value revised on two days of one epiweek, as of each day.
+    let value = |date: &str| -> String {
+        let table = asof(
+            out.path(),
+            date,
+            &["--signal", "smoothed_wili", "--source", "fb-survey"],
+        );
+        let at = |name: &str| table.header.iter().position(|h| h == name).unwrap();
+        let row = table
+            .rows
+            .iter()
+            .find(|r| {
+                r[at("time_value")].as_deref() == Some("202022")
+                    && r[at("geo_value")].as_deref() == Some("pa")
+            })
+            .unwrap();
+        assert!(table
+            .rows
+            .iter()
+            .all(|r| r[at("signal")].as_deref() == Some("smoothed_wili")));
+        row[at("value")].clone().unwrap()
+    };
+    assert_eq!(value("20200601"), "5.5");
+    assert_eq!(value("20200602"), "5.75");
+    assert_eq!(value("20200603"), "5.875");
+}
+
+#[test]
+fn asof_before_the_first_backup_is_an_error() {
+    let out = tempfile::tempdir().unwrap();
+    migrate()
+        .arg("--backups")
+        .arg(fixture_backups())
+        .arg("--out")
+        .arg(out.path())
+        .arg("-q")
+        .assert()
+        .success();
+    migrate()
+        .args(["asof", "--date", "20200101", "--out"])
+        .arg(out.path())
+        .assert()
+        .code(1);
+    migrate()
+        .args(["asof", "--date", "2020-01-01", "--out", "x"])
+        .assert()
+        .code(2);
+}

@@ -1,0 +1,152 @@
+//! `migrate verify` proves the output rebuilds every backup, and fails — naming the key and
+//! the date — when the output is damaged in any of the ways that matter.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn migrate_fixtures(out: &Path, format: &str) {
+    migrate()
+        .arg("--backups")
+        .arg(fixture_backups())
+        .arg("--out")
+        .arg(out)
+        .args(["--format", format, "-q"])
+        .assert()
+        .success();
+}
+
+fn verify(out: &Path) -> (Option<i32>, String) {
+    let output = migrate()
+        .arg("verify")
+        .arg("--backups")
+        .arg(fixture_backups())
+        .arg("--out")
+        .arg(out)
+        .arg("-q")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), text)
+}
+
+/// Edits one line of a file of the output.
+fn edit(out: &Path, file: &str, change: impl FnOnce(&mut Vec<String>)) {
+    let path = out.join(file);
+    let mut lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    change(&mut lines);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn an_intact_migration_verifies_in_both_formats() {
+    for format in ["sql", "csv"] {
+        let out = tempfile::tempdir().unwrap();
+        migrate_fixtures(out.path(), format);
+        let (code, text) = verify(out.path());
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains("verified 7 backups of 3 sources: identical"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_deleted_issue_row_is_found() {
+    let out = tempfile::tempdir().unwrap();
+    migrate_fixtures(out.path(), "csv");
+    edit(out.path(), "issues/20200603/fb-survey.csv", |lines| {
+        let row = lines
+            .iter()
+            .position(|l| l.contains(",20200530,01003,"))
+            .unwrap();
+        lines.remove(row);
+    });
+    let (code, text) = verify(out.path());
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("20200603 fb-survey: (fb-survey, smoothed_cli, day, county, 20200530, 01003) with values that differ"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_changed_value_is_found() {
+    let out = tempfile::tempdir().unwrap();
+    migrate_fixtures(out.path(), "sql");
+    edit(out.path(), "issues/20200606/jhu-csse.sql", |lines| {
+        let row = lines
+            .iter()
+            .position(|l| l.contains("20200605,'pa'"))
+            .unwrap();
+        lines[row] = lines[row].replace(",4,NULL", ",4.5,NULL");
+    });
+    let (code, text) = verify(out.path());
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("20200606 jhu-csse: (jhu-csse, confirmed_incidence_num, day, state, 20200605, pa) with values that differ"), "{text}");
+}
+
+#[test]
+fn a_dropped_removal_is_found() {
+    let out = tempfile::tempdir().unwrap();
+    migrate_fixtures(out.path(), "csv");
+    edit(out.path(), "removals/20200604/jhu-csse.csv", |lines| {
+        lines.retain(|l| !l.contains(",20200529,ny,"));
+    });
+    let (code, text) = verify(out.path());
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("20200604 jhu-csse: (jhu-csse, confirmed_incidence_num, day, state, 20200529, ny) in the rebuilt table but not in the backup"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_shifted_issue_date_is_found() {
+    let out = tempfile::tempdir().unwrap();
+    migrate_fixtures(out.path(), "csv");
+    edit(out.path(), "issues/20200602/doctor-visits.csv", |lines| {
+        let row = lines
+            .iter()
+            .position(|l| l.contains(",20200601,06037,"))
+            .unwrap();
+        lines[row] = lines[row].replace(",20200602,1", ",20200603,2");
+    });
+    let (code, text) = verify(out.path());
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("(doctor-visits, smoothed_adj_cli, day, county, 20200601, 06037): issue 20200603 lag 2 in the file of 20200602, expected issue 20200602 lag 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_row_moved_to_a_later_backup_is_found() {
+    let out = tempfile::tempdir().unwrap();
+    migrate_fixtures(out.path(), "csv");
+    let mut moved = String::new();
+    edit(out.path(), "issues/20200601/jhu-csse.csv", |lines| {
+        let row = lines
+            .iter()
+            .position(|l| l.contains(",20200531,pa,"))
+            .unwrap();
+        moved = lines.remove(row).replace(",20200601,1", ",20200602,2");
+    });
+    edit(out.path(), "issues/20200602/jhu-csse.csv", |lines| {
+        lines.push(moved.clone())
+    });
+    let (code, text) = verify(out.path());
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("20200601 jhu-csse: (jhu-csse, confirmed_incidence_num, day, state, 20200531, pa) missing from the rebuilt table"),
+        "{text}"
+    );
+}
