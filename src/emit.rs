@@ -69,6 +69,8 @@ struct RowWriter<'a> {
     header: Vec<&'a str>,
     chunk_rows: usize,
     rows: usize,
+    /// SQL only: `ON DUPLICATE KEY UPDATE` of these columns ends each statement.
+    on_duplicate: String,
 }
 
 impl<'a> RowWriter<'a> {
@@ -78,16 +80,30 @@ impl<'a> RowWriter<'a> {
         table: &'a str,
         header: Vec<&'a str>,
         chunk_rows: usize,
+        update: &[&str],
     ) -> Result<RowWriter<'a>> {
         if format == OutputFormat::Csv {
             write_csv_line(out, header.iter().map(|h| Cell::Text(h)))?;
         }
+        let on_duplicate = if update.is_empty() {
+            String::new()
+        } else {
+            let sets: Vec<String> = update
+                .iter()
+                .map(|c| {
+                    let c = quote_name(c);
+                    format!("{c}=VALUES({c})")
+                })
+                .collect();
+            format!("\nON DUPLICATE KEY UPDATE {}", sets.join(","))
+        };
         Ok(RowWriter {
             format,
             table,
             header,
             chunk_rows,
             rows: 0,
+            on_duplicate,
         })
     }
 
@@ -101,17 +117,13 @@ impl<'a> RowWriter<'a> {
             OutputFormat::Sql => {
                 if self.rows.is_multiple_of(self.chunk_rows) {
                     if self.rows > 0 {
-                        out.write_all(b";\n")?;
+                        write!(out, "{};\n", self.on_duplicate)?;
                     }
-                    let columns: Vec<String> = self
-                        .header
-                        .iter()
-                        .map(|h| format!("`{}`", h.replace('`', "``")))
-                        .collect();
+                    let columns: Vec<String> = self.header.iter().map(|h| quote_name(h)).collect();
                     write!(
                         out,
-                        "INSERT INTO `{}` ({}) VALUES\n(",
-                        self.table.replace('`', "``"),
+                        "INSERT INTO {} ({}) VALUES\n(",
+                        quote_name(self.table),
                         columns.join(",")
                     )?;
                 } else {
@@ -127,10 +139,14 @@ impl<'a> RowWriter<'a> {
 
     fn finish(self, out: &mut dyn Write) -> Result<()> {
         if self.format == OutputFormat::Sql && self.rows > 0 {
-            out.write_all(b";\n")?;
+            write!(out, "{};\n", self.on_duplicate)?;
         }
         Ok(())
     }
+}
+
+fn quote_name(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
 }
 
 fn cells_of(frame: &DataFrame, names: &[&str]) -> Result<Vec<Cells>> {
@@ -162,8 +178,24 @@ pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Resul
                 ctx.date.format("%Y%m%d"),
             )?;
         }
-        let mut writer =
-            RowWriter::start(out, ctx.format, ctx.target_table, header, ctx.chunk_rows)?;
+        // Two backups of one epiweek give a weekly row the same `issue` twice: in a table
+        // keyed like Epidata's (the key plus `issue`) the later backup's row replaces it.
+        let mut update: Vec<&str> = ctx
+            .layout
+            .columns
+            .iter()
+            .filter(|c| !c.is_key)
+            .map(|c| c.name.as_str())
+            .collect();
+        update.push("lag");
+        let mut writer = RowWriter::start(
+            out,
+            ctx.format,
+            ctx.target_table,
+            header,
+            ctx.chunk_rows,
+            &update,
+        )?;
         for row in 0..issues.height() {
             let (issue, lag) = issue_and_lag_of(row, time_type, time_value, ctx.date)?;
             from_the_future += usize::from(lag < 0);
@@ -188,7 +220,7 @@ pub fn write_table(
 ) -> Result<()> {
     let names: Vec<&str> = layout.names().collect();
     let columns = cells_of(frame, &names)?;
-    let mut writer = RowWriter::start(out, format, table, names, 1000)?;
+    let mut writer = RowWriter::start(out, format, table, names, 1000, &[])?;
     for row in 0..frame.height() {
         writer.row(out, columns.iter().map(|c| c.get(row)))?;
     }

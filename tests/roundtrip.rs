@@ -75,3 +75,133 @@ fn emitted_sql_loads_into_mariadb_and_equals_the_expected_issues() {
         "expected rows not loaded"
     );
 }
+
+/// The as-of query of the README, for the backup date `@d`. Daily rows are exact at every
+/// backup date; weekly rows at the last backup of each epiweek (their `issue` is an epiweek,
+/// so backups within one epiweek cannot be told apart in SQL).
+const ASOF_QUERY: &str = "
+SELECT c.source, c.`signal`, c.time_type, c.geo_type, c.time_value, c.geo_value,
+       c.value_updated_timestamp, c.value, c.stderr, c.sample_size,
+       c.direction_updated_timestamp, c.direction
+FROM covidcast c
+JOIN (SELECT source, `signal`, time_type, geo_type, time_value, geo_value, MAX(issue) AS issue
+      FROM covidcast
+      WHERE issue <= IF(time_type = 'week', YEARWEEK(@d, 6), @d)
+      GROUP BY source, `signal`, time_type, geo_type, time_value, geo_value) latest
+  USING (source, `signal`, time_type, geo_type, time_value, geo_value, issue)
+WHERE NOT EXISTS (
+  SELECT 1 FROM covidcast_removals r
+  WHERE (r.source, r.`signal`, r.time_type, r.geo_type, r.time_value, r.geo_value)
+      = (c.source, c.`signal`, c.time_type, c.geo_type, c.time_value, c.geo_value)
+    AND r.removed <= @d
+    AND IF(c.time_type = 'week', YEARWEEK(r.removed, 6) >= c.issue, r.removed > c.issue))";
+
+#[test]
+fn the_readme_asof_query_returns_each_backup() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let normalize = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        normalize(&readme).contains(&normalize(ASOF_QUERY)),
+        "the README must document the as-of query this test runs"
+    );
+    let out = tempfile::tempdir().unwrap();
+    migrate()
+        .arg("--backups")
+        .arg(fixture_backups())
+        .arg("--out")
+        .arg(out.path())
+        .args(["--format", "sql", "-q"])
+        .assert()
+        .success();
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE t");
+    // Keyed like Epidata's table: one row per key and issue.
+    db.sql(&format!(
+        "CREATE TABLE t.covidcast ({ISSUES_TABLE}, UNIQUE KEY (source, `signal`, time_type, \
+         geo_type, time_value, geo_value, issue))"
+    ));
+    db.sql(
+        "CREATE TABLE t.covidcast_removals (source varchar(32), `signal` varchar(64), \
+         time_type varchar(12), geo_type varchar(12), time_value int, geo_value varchar(12), \
+         removed int)",
+    );
+    for file in files_below(&out.path().join("issues"), "sql") {
+        db.source("t", &file);
+    }
+    for (i, file) in files_below(&out.path().join("removals"), "csv")
+        .iter()
+        .enumerate()
+    {
+        let copy = db.files_dir().join(format!("removals-{i}.csv"));
+        std::fs::copy(file, &copy).unwrap();
+        db.sql(&format!(
+            "LOAD DATA INFILE '{}' INTO TABLE t.covidcast_removals FIELDS TERMINATED BY ',' \
+             OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' IGNORE 1 LINES",
+            copy.display()
+        ));
+    }
+    let backups = files_below(&fixture_backups(), "gz");
+    let dates: Vec<String> = backups
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy()[15..23].to_string())
+        .collect();
+    let epiweek = |date: &str| {
+        let d = chrono::NaiveDate::parse_from_str(date, "%Y%m%d").unwrap();
+        migrate::epiweek::Epiweek::containing(d)
+    };
+    let columns = COLUMNS.replace(", `issue`, `lag`", "");
+    let on: Vec<String> = columns
+        .split(", ")
+        .map(|c| format!("a.{c} <=> b.{c}"))
+        .collect();
+    let mut compared = 0;
+    for (i, (date, dump)) in dates.iter().zip(&backups).enumerate() {
+        // The backup itself, loaded by MariaDB from the dump.
+        let sql = dump.with_extension("");
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(dump).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        let plain = db.files_dir().join(sql.file_name().unwrap());
+        std::fs::write(&plain, text).unwrap();
+        db.sql(&format!("CREATE DATABASE b{date}"));
+        db.source(&format!("b{date}"), &plain);
+        db.sql(&format!(
+            "CREATE TABLE t.asof{date} AS {}",
+            ASOF_QUERY
+                .replace("@d", date)
+                .replace("FROM covidcast", "FROM t.covidcast")
+        ));
+        let epiweek_ends = dates
+            .get(i + 1)
+            .is_none_or(|next| epiweek(next) != epiweek(date));
+        let kept = if epiweek_ends {
+            "TRUE"
+        } else {
+            "a.time_type = 'day'"
+        };
+        let unmatched = |a: &str, b: &str| {
+            db.sql(&format!(
+                "SELECT {columns} FROM {a} AS a WHERE {kept} AND NOT EXISTS \
+                 (SELECT 1 FROM {b} AS b WHERE {})",
+                on.join(" AND ")
+            ))
+        };
+        let backup = format!("b{date}.covidcast");
+        let asof = format!("t.asof{date}");
+        assert_eq!(
+            unmatched(&backup, &asof),
+            "",
+            "rows of {date} missing from the as-of query"
+        );
+        assert_eq!(
+            unmatched(&asof, &backup),
+            "",
+            "rows the as-of query of {date} has in excess"
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 7);
+}

@@ -267,6 +267,21 @@ impl<R: Read> DumpReader<R> {
                     self.state = State::BetweenStatements;
                     return Ok(());
                 }
+                // `ON DUPLICATE KEY UPDATE ...` ends the statement (migrate writes it).
+                Some(i) if starts_keyword(bytes, i, b"ON") => {
+                    match scan_statement(&bytes[i..], false) {
+                        Scan::At(end) => {
+                            self.window.consume(i + end + 1);
+                            self.state = State::BetweenStatements;
+                            return Ok(());
+                        }
+                        Scan::NeedMore => {
+                            if !self.fill("an INSERT")? {
+                                return Err(self.truncated("an INSERT statement (no closing ';')"));
+                            }
+                        }
+                    }
+                }
                 Some(i) => {
                     return Err(self.syntax(i, "expected ',' or ';' after a row of values"));
                 }
@@ -443,6 +458,18 @@ mod tests {
             let err = events(&DUMP[..cut], MAX_STATEMENT_BYTES).unwrap_err();
             assert!(err.to_string().contains("truncated"), "{cut}: {err}");
         }
+    }
+
+    #[test]
+    fn on_duplicate_key_update_ends_an_insert() {
+        let dump = "INSERT INTO `t` (`a`,`b`) VALUES (1,'x'),\n(2,';')\n\
+                    ON DUPLICATE KEY UPDATE `b`=VALUES(`b`);\nINSERT INTO `t` VALUES (3,'y');";
+        let rows: Vec<String> = events(dump, MAX_STATEMENT_BYTES)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.starts_with("row"))
+            .collect();
+        assert_eq!(rows, ["row 1|x", "row 2|;", "row 3|y"]);
     }
 
     #[test]
