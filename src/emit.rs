@@ -117,7 +117,7 @@ impl<'a> RowWriter<'a> {
             OutputFormat::Sql => {
                 if self.rows.is_multiple_of(self.chunk_rows) {
                     if self.rows > 0 {
-                        write!(out, "{};\n", self.on_duplicate)?;
+                        writeln!(out, "{};", self.on_duplicate)?;
                     }
                     let columns: Vec<String> = self.header.iter().map(|h| quote_name(h)).collect();
                     write!(
@@ -139,7 +139,7 @@ impl<'a> RowWriter<'a> {
 
     fn finish(self, out: &mut dyn Write) -> Result<()> {
         if self.format == OutputFormat::Sql && self.rows > 0 {
-            write!(out, "{};\n", self.on_duplicate)?;
+            writeln!(out, "{};", self.on_duplicate)?;
         }
         Ok(())
     }
