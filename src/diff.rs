@@ -13,11 +13,17 @@ use crate::dump::ColumnKind;
 use crate::layout::Layout;
 
 const OLD_SUFFIX: &str = "__old";
+pub const ADDED: &str = "__added";
+/// The column whose revisions the back-fill summary measures.
+pub const VALUE: &str = "value";
+pub const PREVIOUS_VALUE: &str = "value__old";
 const IN_OLD: &str = "__in_old";
 
 /// The outcome of one diff unit.
 pub struct DiffResult {
-    /// Issue rows: every stored column, sorted by key; text columns as strings.
+    /// Issue rows: every stored column, sorted by key; text columns as strings. Also
+    /// `ADDED` (bool: new key, not a revision) and, for a compared `value` column, the
+    /// revised row's earlier value as `PREVIOUS_VALUE`.
     pub issues: DataFrame,
     /// Keys that disappeared, sorted.
     pub removed: DataFrame,
@@ -110,7 +116,9 @@ pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<D
     let keys = key_exprs(layout);
     let stored: Vec<Expr> = layout.names().map(col).collect();
     let Some(old) = old else {
-        let issues = sort_by_key(new.lazy(), layout).select(stored).collect()?;
+        let mut selected = stored;
+        selected.push(lit(true).alias(ADDED));
+        let issues = sort_by_key(new.lazy(), layout).select(selected).collect()?;
         let removed = DataFrame::empty_with_schema(&key_schema(layout));
         return Ok(DiffResult {
             added: issues.height(),
@@ -146,12 +154,14 @@ pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<D
         })
         .fold(lit(false), |any, differs| any.or(differs));
     let mut selected = stored.clone();
-    selected.push(is_added.clone().alias("__added"));
+    selected.push(is_added.clone().alias(ADDED));
+    if compared.contains(&VALUE) {
+        selected.push(col(PREVIOUS_VALUE));
+    }
     let issues = sort_by_key(joined.filter(is_added.or(differs)), layout)
         .select(selected)
         .collect()?;
-    let added = issues.column("__added")?.bool()?.sum().unwrap_or(0) as usize;
-    let issues = issues.drop("__added")?;
+    let added = issues.column(ADDED)?.bool()?.sum().unwrap_or(0) as usize;
 
     let mut anti = JoinArgs::new(JoinType::Anti);
     anti.nulls_equal = true;

@@ -10,7 +10,9 @@ use chrono::NaiveDate;
 use polars::prelude::{DataFrame, DataType, Float64Chunked, Int64Chunked, StringChunked};
 
 use crate::atomic::write_file;
+use crate::backfill::Revisions;
 use crate::config::OutputFormat;
+use crate::diff::{ADDED, PREVIOUS_VALUE, VALUE};
 use crate::lag::issue_and_lag;
 use crate::layout::Layout;
 
@@ -153,16 +155,29 @@ fn cells_of(frame: &DataFrame, names: &[&str]) -> Result<Vec<Cells>> {
     names.iter().map(|name| Cells::of(frame, name)).collect()
 }
 
-/// Writes the issue rows (sorted already) to `path`, adding `issue` and `lag`. Returns how
-/// many rows have a `time_value` after the backup date (a negative lag).
-pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Result<usize> {
+/// What writing a unit's issue rows found.
+#[derive(Debug, Default)]
+pub struct IssueStats {
+    /// Rows with a `time_value` after the backup date (a negative lag).
+    pub from_the_future: usize,
+    pub revisions: Revisions,
+}
+
+/// Writes the issue rows (sorted already) to `path`, adding `issue` and `lag`.
+pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Result<IssueStats> {
     let names: Vec<&str> = ctx.layout.names().collect();
     let columns = cells_of(issues, &names)?;
+    let added = issues.column(ADDED)?.bool()?.clone();
+    let float_column = |name: &str| -> Option<Float64Chunked> {
+        let column = issues.column(name).ok()?;
+        column.as_materialized_series().f64().ok().cloned()
+    };
+    let (value, previous) = (float_column(VALUE), float_column(PREVIOUS_VALUE));
+    let mut stats = IssueStats::default();
     let time_type = &columns[ctx.layout.time_type];
     let time_value = &columns[ctx.layout.time_value];
     let mut header: Vec<&str> = names.clone();
     header.extend(["issue", "lag"]);
-    let mut from_the_future = 0;
     write_file(path, |out| {
         if ctx.format == OutputFormat::Sql {
             let previous = ctx
@@ -198,7 +213,11 @@ pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Resul
         )?;
         for row in 0..issues.height() {
             let (issue, lag) = issue_and_lag_of(row, time_type, time_value, ctx.date)?;
-            from_the_future += usize::from(lag < 0);
+            stats.from_the_future += usize::from(lag < 0);
+            if added.get(row) == Some(false) {
+                let at = |c: &Option<Float64Chunked>| c.as_ref().and_then(|c| c.get(row));
+                stats.revisions.record(lag, at(&value), at(&previous));
+            }
             let cells = columns
                 .iter()
                 .map(|c| c.get(row))
@@ -207,7 +226,7 @@ pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Resul
         }
         writer.finish(out)
     })?;
-    Ok(from_the_future)
+    Ok(stats)
 }
 
 /// Writes a table's rows (every stored column, no `issue` or `lag`), as `asof` does.

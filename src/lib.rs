@@ -3,6 +3,7 @@
 
 pub mod asof;
 pub mod atomic;
+pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod diff;

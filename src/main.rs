@@ -99,13 +99,34 @@ fn print_summary(summary: &RunSummary) {
         return;
     }
     println!(
-        "{:<24} {:>12} {:>10} {:>10} {:>10} {:>9}",
-        "source", "rows seen", "added", "changed", "removed", "seconds"
+        "{:<24} {:>12} {:>10} {:>10} {:>10} {:>9} {:>10} {:>11} {:>10}",
+        "source",
+        "rows seen",
+        "added",
+        "changed",
+        "removed",
+        "seconds",
+        "revised %",
+        "median lag",
+        "mean |Δ|"
     );
     for (source, totals) in &summary.sources {
+        let backfill = &totals.backfill;
         println!(
-            "{:<24} {:>12} {:>10} {:>10} {:>10} {:>9.2}",
-            source, totals.rows_seen, totals.added, totals.changed, totals.removed, totals.seconds
+            "{:<24} {:>12} {:>10} {:>10} {:>10} {:>9.2} {:>10.1} {:>11} {:>10}",
+            source,
+            totals.rows_seen,
+            totals.added,
+            totals.changed,
+            totals.removed,
+            totals.seconds,
+            100.0 * backfill.revised_share,
+            backfill
+                .median_revision_lag
+                .map_or("-".into(), |l| l.to_string()),
+            backfill
+                .mean_abs_revision
+                .map_or("-".into(), |m| format!("{m:.4}"))
         );
     }
 }

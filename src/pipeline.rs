@@ -11,6 +11,7 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::atomic::write_file;
+use crate::backfill::{Backfill, Revisions};
 use crate::config::Config;
 use crate::diff::{diff, read_partition};
 use crate::dump::TableDef;
@@ -38,6 +39,7 @@ pub struct SourceSummary {
     pub added: u64,
     pub changed: u64,
     pub removed: u64,
+    pub backfill: Backfill,
     /// Seconds its diff units took (a resumed run counts earlier timings). Printed, not
     /// saved: summary.json is the same for a resumed and an uninterrupted run.
     #[serde(skip)]
@@ -381,17 +383,17 @@ fn run_diff_unit(
         chunk_rows: config.chunk_rows,
     };
     let extension = config.format.extension();
-    let from_the_future = write_issues(
+    let stats = write_issues(
         &paths.issues_file(date, &unit.stem, extension),
         &result.issues,
         &ctx,
     )
     .with_context(context)?;
-    if from_the_future > 0 {
+    if stats.from_the_future > 0 {
         warn!(
-            "{date} {}: {from_the_future} issue row(s) have a time_value after the backup \
-             date; they are kept, with a negative lag",
-            unit.source
+            "{date} {}: {} issue row(s) have a time_value after the backup date; they are \
+             kept, with a negative lag",
+            unit.source, stats.from_the_future
         );
     }
     write_removals(
@@ -407,6 +409,7 @@ fn run_diff_unit(
         changed: result.changed as u64,
         removed: result.removed.height() as u64,
         seconds: started.elapsed().as_secs_f64(),
+        revisions: stats.revisions,
     };
     let json = serde_json::to_string_pretty(&record)?;
     write_file(&paths.record(date, &unit.stem), |out| {
@@ -423,6 +426,7 @@ fn summarize(
     started: Instant,
 ) -> RunSummary {
     let mut sources: BTreeMap<String, SourceSummary> = BTreeMap::new();
+    let mut revisions: BTreeMap<String, Revisions> = BTreeMap::new();
     for record in records {
         let totals = sources.entry(record.source.clone()).or_default();
         totals.rows_seen += record.rows;
@@ -430,6 +434,13 @@ fn summarize(
         totals.changed += record.changed;
         totals.removed += record.removed;
         totals.seconds += record.seconds;
+        revisions
+            .entry(record.source.clone())
+            .or_default()
+            .merge(&record.revisions);
+    }
+    for (source, totals) in sources.iter_mut() {
+        totals.backfill = Backfill::new(&revisions[source], totals.added + totals.changed);
     }
     RunSummary {
         backups: plan.discovery.backups.iter().map(|b| b.stamp()).collect(),

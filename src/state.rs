@@ -76,6 +76,8 @@ pub struct DiffRecord {
     pub changed: u64,
     pub removed: u64,
     pub seconds: f64,
+    #[serde(default)]
+    pub revisions: crate::backfill::Revisions,
 }
 
 impl DiffRecord {

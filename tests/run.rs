@@ -130,3 +130,51 @@ fn summary_counts_match_the_expectation() {
         "the missing day"
     );
 }
+
+#[test]
+fn backfill_summary_matches_the_expected_issues() {
+    let out = tempfile::tempdir().unwrap();
+    run_into(out.path(), &[]);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    // Independently: a revision is an expected issue row whose key had an issue row before.
+    let expected = read_outfile_csv(&expected("issues.csv"));
+    let lag_at = expected.header.iter().position(|h| h == "lag").unwrap();
+    let value_at = expected.header.iter().position(|h| h == "value").unwrap();
+    let mut previous: std::collections::HashMap<Vec<Option<String>>, Option<f64>> =
+        Default::default();
+    let mut sizes: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut by_source: std::collections::BTreeMap<
+        String,
+        (u64, std::collections::BTreeMap<String, u64>),
+    > = Default::default();
+    for row in &expected.rows {
+        let source = row[0].clone().unwrap();
+        let entry = by_source.entry(source).or_default();
+        entry.0 += 1;
+        let value = row[value_at].as_ref().map(|v| v.parse::<f64>().unwrap());
+        if !seen.insert(row[..6].to_vec()) {
+            *entry.1.entry(row[lag_at].clone().unwrap()).or_default() += 1;
+            if let (Some(new), Some(Some(old))) = (value, previous.get(&row[..6])) {
+                sizes
+                    .entry(row[0].clone().unwrap())
+                    .or_default()
+                    .push((new - old).abs());
+            }
+        }
+        previous.insert(row[..6].to_vec(), value);
+    }
+    for (source, (issue_rows, by_lag)) in by_source {
+        let backfill = &summary["sources"][&source]["backfill"];
+        let revisions: u64 = by_lag.values().sum();
+        let lags: std::collections::BTreeMap<String, u64> =
+            serde_json::from_value(backfill["revisions_by_lag"].clone()).unwrap();
+        assert_eq!(lags, by_lag, "{source}");
+        let share = backfill["revised_share"].as_f64().unwrap();
+        assert!(
+            (share - revisions as f64 / issue_rows as f64).abs() < 1e-12,
+            "{source}"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! How much a source is revised after it first appears ("back-fill"): revisions by lag and
+//! their typical size, gathered while issue rows are written and summed per source.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Revisions seen in some diff units.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Revisions {
+    /// Revisions (issue rows of keys seen before) by lag, in days or epiweeks.
+    pub by_lag: BTreeMap<i64, u64>,
+    /// Revisions whose `value` was a number before and after: the sum of |new - old| and of
+    /// |new - old| / |old| (the latter over those with old ≠ 0).
+    pub sized: u64,
+    pub abs_sum: f64,
+    pub relative: u64,
+    pub relative_sum: f64,
+}
+
+impl Revisions {
+    pub fn record(&mut self, lag: i64, value: Option<f64>, previous: Option<f64>) {
+        *self.by_lag.entry(lag).or_default() += 1;
+        if let (Some(new), Some(old)) = (value, previous) {
+            if new.is_finite() && old.is_finite() {
+                self.sized += 1;
+                self.abs_sum += (new - old).abs();
+                if old != 0.0 {
+                    self.relative += 1;
+                    self.relative_sum += ((new - old) / old).abs();
+                }
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &Revisions) {
+        for (lag, count) in &other.by_lag {
+            *self.by_lag.entry(*lag).or_default() += count;
+        }
+        self.sized += other.sized;
+        self.abs_sum += other.abs_sum;
+        self.relative += other.relative;
+        self.relative_sum += other.relative_sum;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.by_lag.values().sum()
+    }
+}
+
+/// The back-fill of one source, as summary.json and the printed summary show it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Backfill {
+    /// Share of issue rows that are revisions of a row seen before (0 to 1).
+    pub revised_share: f64,
+    /// Revisions by lag (days for daily rows, epiweeks for weekly rows).
+    pub revisions_by_lag: BTreeMap<i64, u64>,
+    /// Lag by which half of the revisions have happened.
+    pub median_revision_lag: Option<i64>,
+    /// Mean |new - old| of `value` over revisions where both are numbers.
+    pub mean_abs_revision: Option<f64>,
+    /// Mean |new - old| / |old| of `value`.
+    pub mean_relative_revision: Option<f64>,
+}
+
+impl Backfill {
+    pub fn new(revisions: &Revisions, issue_rows: u64) -> Backfill {
+        let count = revisions.count();
+        let mut seen = 0;
+        let median_revision_lag = revisions.by_lag.iter().find_map(|(lag, n)| {
+            seen += n;
+            (2 * seen >= count && count > 0).then_some(*lag)
+        });
+        let mean = |sum: f64, n: u64| (n > 0).then(|| sum / n as f64);
+        Backfill {
+            revised_share: if issue_rows == 0 {
+                0.0
+            } else {
+                count as f64 / issue_rows as f64
+            },
+            revisions_by_lag: revisions.by_lag.clone(),
+            median_revision_lag,
+            mean_abs_revision: mean(revisions.abs_sum, revisions.sized),
+            mean_relative_revision: mean(revisions.relative_sum, revisions.relative),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_lags_and_median() {
+        let mut revisions = Revisions::default();
+        revisions.record(1, Some(3.0), Some(2.0));
+        revisions.record(1, Some(1.0), None);
+        revisions.record(3, Some(0.5), Some(0.0));
+        let mut more = Revisions::default();
+        more.record(7, Some(-2.0), Some(-1.0));
+        revisions.merge(&more);
+        let backfill = Backfill::new(&revisions, 8);
+        assert_eq!(backfill.revised_share, 0.5);
+        assert_eq!(
+            backfill.revisions_by_lag,
+            BTreeMap::from([(1, 2), (3, 1), (7, 1)])
+        );
+        assert_eq!(backfill.median_revision_lag, Some(1));
+        assert_eq!(backfill.mean_abs_revision, Some((1.0 + 0.5 + 1.0) / 3.0));
+        assert_eq!(backfill.mean_relative_revision, Some((0.5 + 1.0) / 2.0));
+    }
+
+    #[test]
+    fn no_revisions() {
+        let backfill = Backfill::new(&Revisions::default(), 0);
+        assert_eq!(backfill.revised_share, 0.0);
+        assert_eq!(backfill.median_revision_lag, None);
+        assert_eq!(backfill.mean_abs_revision, None);
+    }
+}
