@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 
 use anyhow::{bail, Result};
-use polars::prelude::{col, lit, DataType, Expr, IntoLazy};
+use polars::prelude::{col, lit, DataFrame, DataType, Expr, IntoLazy};
 
 use crate::cli::AsofArgs;
 use crate::config::Config;
@@ -16,21 +16,79 @@ use crate::partition::file_stem;
 use crate::replay::{apply, read_issues, read_removals};
 use crate::state::{OutputTable, Paths};
 
+/// A migration's output folder, opened for replaying.
+pub struct Output {
+    pub config: Config,
+    pub paths: Paths,
+    pub layout: Layout,
+    /// Backup dates that have output, in order.
+    pub dates: Vec<String>,
+}
+
+impl Output {
+    pub fn open(out: &std::path::Path) -> Result<Output> {
+        let mut config = Config::new(out.to_path_buf(), out.to_path_buf());
+        let paths = Paths::new(&config);
+        let saved = OutputTable::load(&paths)?;
+        saved.apply_to(&mut config);
+        let layout = Layout::new(&saved.table, &config)?;
+        // Output folders are named by backup date.
+        let dates = std::fs::read_dir(&paths.issues)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Ok(Output {
+            config,
+            paths,
+            layout,
+            dates,
+        })
+    }
+
+    /// The issue rows and removals of one source in the backup of `date`.
+    pub fn read(
+        &self,
+        date: &str,
+        stem: &str,
+        scratch: &std::path::Path,
+    ) -> Result<(DataFrame, DataFrame)> {
+        let issues_file = ["sql", "csv"]
+            .iter()
+            .map(|ext| self.paths.issues_file(date, stem, ext))
+            .find(|p| p.exists());
+        let removals_file = Some(self.paths.removals_file(date, stem)).filter(|p| p.exists());
+        Ok((
+            read_issues(issues_file.as_deref(), &self.layout, scratch)?,
+            read_removals(removals_file.as_deref(), &self.layout)?,
+        ))
+    }
+
+    pub fn scratch(&self) -> Result<tempfile::TempDir> {
+        std::fs::create_dir_all(&self.config.work)?;
+        Ok(tempfile::Builder::new()
+            .prefix(".tmp-replay-")
+            .tempdir_in(&self.config.work)?)
+    }
+}
+
 /// Writes the table as of `args.date`; returns the number of rows.
 pub fn asof(args: &AsofArgs) -> Result<usize> {
-    let mut config = Config::new(args.out.clone(), args.out.clone());
-    let paths = Paths::new(&config);
-    let saved = OutputTable::load(&paths)?;
-    saved.apply_to(&mut config);
-    let layout = Layout::new(&saved.table, &config)?;
+    let output = Output::open(&args.out)?;
+    let Output {
+        config,
+        paths,
+        layout,
+        ..
+    } = &output;
     let date = args.date.format("%Y%m%d").to_string();
-    // Output folders are named by backup date: replay those up to the date.
-    let dates: Vec<String> = std::fs::read_dir(&paths.issues)?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()) && *d <= date)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+    let dates: Vec<String> = output
+        .dates
+        .iter()
+        .filter(|d| **d <= date)
+        .cloned()
         .collect();
     if dates.is_empty() {
         bail!(
@@ -53,27 +111,18 @@ pub fn asof(args: &AsofArgs) -> Result<usize> {
             }
         }
     }
-    std::fs::create_dir_all(&config.work)?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".tmp-asof-")
-        .tempdir_in(&config.work)?;
+    let scratch = output.scratch()?;
     let mut tables = Vec::new();
     for stem in &stems {
-        let mut state = read_partition(None, &layout)?;
+        let mut state = read_partition(None, layout)?;
         for d in &dates {
-            let issues_file = ["sql", "csv"]
-                .iter()
-                .map(|ext| paths.issues_file(d, stem, ext))
-                .find(|p| p.exists());
-            let removals_file = Some(paths.removals_file(d, stem)).filter(|p| p.exists());
-            let issues = read_issues(issues_file.as_deref(), &layout, scratch.path())?;
-            let removals = read_removals(removals_file.as_deref(), &layout)?;
-            state = apply(state, &issues, &removals, &layout)?;
+            let (issues, removals) = output.read(d, stem, scratch.path())?;
+            state = apply(state, &issues, &removals, layout)?;
         }
         tables.push(state.lazy());
     }
     let mut table = match tables.len() {
-        0 => read_partition(None, &layout)?.lazy(),
+        0 => read_partition(None, layout)?.lazy(),
         _ => polars::prelude::concat(tables, Default::default())?,
     };
     if !args.signal.is_empty() {
@@ -88,12 +137,12 @@ pub fn asof(args: &AsofArgs) -> Result<usize> {
             .fold(lit(false), |any, m: Expr| any.or(m));
         table = table.filter(matches);
     }
-    let frame = text_as_strings(sort_by_key(table, &layout).collect()?)?;
+    let frame = text_as_strings(sort_by_key(table, layout).collect()?)?;
     let mut out: Box<dyn Write> = match &args.to {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    write_table(&mut out, &frame, &layout, args.format, &config.target_table)?;
+    write_table(&mut out, &frame, layout, args.format, &config.target_table)?;
     out.flush()?;
     Ok(frame.height())
 }

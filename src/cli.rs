@@ -36,6 +36,33 @@ pub enum Command {
     Verify(RunArgs),
     /// Write the table as it was on a date, from the output alone
     Asof(AsofArgs),
+    /// Draw the back-fill of a series to SVG: values as of several dates, revisions by lag
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// The output folder of a migration
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    #[arg(long)]
+    pub source: String,
+
+    #[arg(long)]
+    pub signal: String,
+
+    /// Geo values to draw (comma-separated)
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub geo: Vec<String>,
+
+    /// As-of dates to draw (YYYYMMDD, comma-separated) [default: up to 8 backups]
+    #[arg(long, value_delimiter = ',')]
+    pub asof: Vec<String>,
+
+    /// The SVG file to write
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
 }
 
 /// What the command line asks for.
@@ -43,6 +70,7 @@ pub enum Action {
     Run(Stages, RunArgs),
     Verify(RunArgs),
     Asof(AsofArgs),
+    Plot(PlotArgs),
 }
 
 impl Cli {
@@ -53,6 +81,7 @@ impl Cli {
             Some(Command::Diff(args)) => Action::Run(Stages::Diff, args),
             Some(Command::Verify(args)) => Action::Verify(args),
             Some(Command::Asof(args)) => Action::Asof(args),
+            Some(Command::Plot(args)) => Action::Plot(args),
         }
     }
 }

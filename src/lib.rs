@@ -20,6 +20,7 @@ pub mod logging;
 pub mod partition;
 pub mod pipeline;
 pub mod plan;
+pub mod plot;
 pub mod progress;
 pub mod replay;
 pub mod source;

@@ -6,6 +6,7 @@ use migrate::cli::{Action, Cli, LogFormat, RunArgs};
 use migrate::config::Config;
 use migrate::exit_codes::ExitStatus;
 use migrate::pipeline::{run, RunSummary};
+use migrate::plot::{plot, PlotRequest};
 use migrate::verify::verify;
 use migrate::{dry_run, interrupt, logging};
 
@@ -50,6 +51,25 @@ fn main() -> ExitCode {
             logging::init(-(args.quiet as i8), LogFormat::Text);
             interrupt::install();
             asof(&args).map(|rows| tracing::info!("{rows} rows as of {}", args.date))
+        }
+        Action::Plot(args) => {
+            logging::init(0, LogFormat::Text);
+            let request = PlotRequest {
+                out: args.out,
+                source: args.source,
+                signal: args.signal,
+                geo_values: args.geo,
+                asof: args.asof,
+                to: args.to,
+            };
+            plot(&request).map(|drawn| {
+                println!(
+                    "{}: {} lines, {} revisions",
+                    request.to.display(),
+                    drawn.lines,
+                    drawn.revisions
+                )
+            })
         }
     };
     match result {
