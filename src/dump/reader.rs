@@ -363,7 +363,11 @@ fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> Option<usize> {
         };
         pos += found;
         if bytes[pos] == b'\\' {
+            // The escaped byte may not have been read yet (found by fuzzing).
             pos += 2;
+            if pos >= bytes.len() {
+                return None;
+            }
             continue;
         }
         match bytes.get(pos + 1) {
@@ -470,6 +474,21 @@ mod tests {
             .filter(|e| e.starts_with("row"))
             .collect();
         assert_eq!(rows, ["row 1|x", "row 2|;", "row 3|y"]);
+    }
+
+    #[test]
+    fn a_backslash_at_the_end_of_the_read_bytes_asks_for_more() {
+        // Regression (fuzzing): a statement cut right after a backslash inside quotes.
+        assert!(matches!(
+            scan_statement(b"CREATE TABLE t (a int COMMENT 'x\\", false),
+            Scan::NeedMore
+        ));
+        assert!(matches!(
+            scan_statement(b"CREATE TABLE t (a int COMMENT 'x\\'y');", false),
+            Scan::At(37)
+        ));
+        let err = events("CREATE TABLE t (a int COMMENT 'x\\", MAX_STATEMENT_BYTES).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
 
     #[test]
