@@ -20,14 +20,7 @@ fn asof(out: &std::path::Path, date: &str, extra: &[&str]) -> Table {
 #[test]
 fn each_backup_date_gives_that_backups_rows() {
     let out = tempfile::tempdir().unwrap();
-    migrate()
-        .arg("--backups")
-        .arg(fixture_backups())
-        .arg("--out")
-        .arg(out.path())
-        .arg("-q")
-        .assert()
-        .success();
+    migrate_fixtures(out.path(), &[]);
     // Row counts per backup, counted by SQL when the fixtures were made.
     let counts = read_csv(&expected("backups.csv"));
     for row in &counts.rows {
@@ -71,14 +64,7 @@ fn each_backup_date_gives_that_backups_rows() {
 #[test]
 fn asof_before_the_first_backup_is_an_error() {
     let out = tempfile::tempdir().unwrap();
-    migrate()
-        .arg("--backups")
-        .arg(fixture_backups())
-        .arg("--out")
-        .arg(out.path())
-        .arg("-q")
-        .assert()
-        .success();
+    migrate_fixtures(out.path(), &[]);
     migrate()
         .args(["asof", "--date", "20200101", "--out"])
         .arg(out.path())

@@ -7,14 +7,7 @@ use common::*;
 #[test]
 fn plots_lines_per_asof_date_and_every_revision() {
     let out = tempfile::tempdir().unwrap();
-    migrate()
-        .arg("--backups")
-        .arg(fixture_backups())
-        .arg("--out")
-        .arg(out.path())
-        .arg("-q")
-        .assert()
-        .success();
+    migrate_fixtures(out.path(), &[]);
     let svg = out.path().join("backfill.svg");
     let output = migrate()
         .args([
@@ -70,14 +63,7 @@ fn plots_lines_per_asof_date_and_every_revision() {
 #[test]
 fn an_unknown_series_or_date_is_an_error() {
     let out = tempfile::tempdir().unwrap();
-    migrate()
-        .arg("--backups")
-        .arg(fixture_backups())
-        .arg("--out")
-        .arg(out.path())
-        .arg("-q")
-        .assert()
-        .success();
+    migrate_fixtures(out.path(), &[]);
     let plot = |extra: &[&str]| {
         migrate()
             .args([

@@ -20,14 +20,7 @@ const COLUMNS: &str = "`source`, `signal`, `time_type`, `geo_type`, `time_value`
 #[test]
 fn emitted_sql_loads_into_mariadb_and_equals_the_expected_issues() {
     let out = tempfile::tempdir().unwrap();
-    migrate()
-        .arg("--backups")
-        .arg(fixture_backups())
-        .arg("--out")
-        .arg(out.path())
-        .args(["--format", "sql", "--chunk-rows", "7"])
-        .assert()
-        .success();
+    migrate_fixtures(out.path(), &["--format", "sql", "--chunk-rows", "7"]);
 
     let db = MariaDb::start();
     db.sql("CREATE DATABASE t");
@@ -105,14 +98,7 @@ fn the_readme_asof_query_returns_each_backup() {
         "the README must document the as-of query this test runs"
     );
     let out = tempfile::tempdir().unwrap();
-    migrate()
-        .arg("--backups")
-        .arg(fixture_backups())
-        .arg("--out")
-        .arg(out.path())
-        .args(["--format", "sql", "-q"])
-        .assert()
-        .success();
+    migrate_fixtures(out.path(), &["--format", "sql"]);
     let db = MariaDb::start();
     db.sql("CREATE DATABASE t");
     // Keyed like Epidata's table: one row per key and issue.

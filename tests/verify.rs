@@ -7,17 +7,6 @@ use std::path::Path;
 
 use common::*;
 
-fn migrate_fixtures(out: &Path, format: &str) {
-    migrate()
-        .arg("--backups")
-        .arg(fixture_backups())
-        .arg("--out")
-        .arg(out)
-        .args(["--format", format, "-q"])
-        .assert()
-        .success();
-}
-
 fn verify(out: &Path) -> (Option<i32>, String) {
     let output = migrate()
         .arg("verify")
@@ -49,7 +38,7 @@ fn edit(out: &Path, file: &str, change: impl FnOnce(&mut Vec<String>)) {
 fn an_intact_migration_verifies_in_both_formats() {
     for format in ["sql", "csv"] {
         let out = tempfile::tempdir().unwrap();
-        migrate_fixtures(out.path(), format);
+        migrate_fixtures(out.path(), &["--format", format]);
         let (code, text) = verify(out.path());
         assert_eq!(code, Some(0), "{text}");
         assert!(
@@ -62,7 +51,7 @@ fn an_intact_migration_verifies_in_both_formats() {
 #[test]
 fn a_deleted_issue_row_is_found() {
     let out = tempfile::tempdir().unwrap();
-    migrate_fixtures(out.path(), "csv");
+    migrate_fixtures(out.path(), &["--format", "csv"]);
     edit(out.path(), "issues/20200603/fb-survey.csv", |lines| {
         let row = lines
             .iter()
@@ -81,7 +70,7 @@ fn a_deleted_issue_row_is_found() {
 #[test]
 fn a_changed_value_is_found() {
     let out = tempfile::tempdir().unwrap();
-    migrate_fixtures(out.path(), "sql");
+    migrate_fixtures(out.path(), &["--format", "sql"]);
     edit(out.path(), "issues/20200606/jhu-csse.sql", |lines| {
         let row = lines
             .iter()
@@ -97,7 +86,7 @@ fn a_changed_value_is_found() {
 #[test]
 fn a_dropped_removal_is_found() {
     let out = tempfile::tempdir().unwrap();
-    migrate_fixtures(out.path(), "csv");
+    migrate_fixtures(out.path(), &["--format", "csv"]);
     edit(out.path(), "removals/20200604/jhu-csse.csv", |lines| {
         lines.retain(|l| !l.contains(",20200529,ny,"));
     });
@@ -112,7 +101,7 @@ fn a_dropped_removal_is_found() {
 #[test]
 fn a_shifted_issue_date_is_found() {
     let out = tempfile::tempdir().unwrap();
-    migrate_fixtures(out.path(), "csv");
+    migrate_fixtures(out.path(), &["--format", "csv"]);
     edit(out.path(), "issues/20200602/doctor-visits.csv", |lines| {
         let row = lines
             .iter()
@@ -131,7 +120,7 @@ fn a_shifted_issue_date_is_found() {
 #[test]
 fn a_row_moved_to_a_later_backup_is_found() {
     let out = tempfile::tempdir().unwrap();
-    migrate_fixtures(out.path(), "csv");
+    migrate_fixtures(out.path(), &["--format", "csv"]);
     let mut moved = String::new();
     edit(out.path(), "issues/20200601/jhu-csse.csv", |lines| {
         let row = lines

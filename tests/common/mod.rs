@@ -163,22 +163,32 @@ fn into_table(mut lines: Vec<Vec<Option<String>>>) -> Table {
     }
 }
 
-/// Every file with this extension below `dir`, sorted.
-pub fn files_below(dir: &Path, extension: &str) -> Vec<PathBuf> {
+/// Every path below `dir` (folders included), skipping folders for which `skip` is true.
+fn walk(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
             let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == extension) {
-                found.push(path);
+            if path.is_dir() && !skip(&path) {
+                stack.push(path.clone());
             }
+            found.push(path);
         }
     }
     found.sort();
     found
+}
+
+/// Every file with this extension below `dir`, sorted.
+pub fn files_below(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    walk(dir, &|_| false)
+        .into_iter()
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == extension))
+        .collect()
 }
 
 /// Reads and concatenates every CSV file below `dir` (all with one header).
@@ -357,50 +367,41 @@ pub fn write_series(dir: &Path, days: u32, geos: u32, skip: &[u32]) -> Vec<PathB
 
 /// Every file below `dir` (but `.work`, the resumable state) with its bytes, by relative path.
 pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.file_name().is_some_and(|n| n == ".work") {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let relative = path.strip_prefix(dir).unwrap().to_path_buf();
-                files.insert(relative, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
+    let is_work = |p: &Path| p.file_name().is_some_and(|n| n == ".work");
+    walk(dir, &is_work)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                p.strip_prefix(dir).unwrap().to_path_buf(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Paths of temporary files (`.tmp-*`) anywhere below `dir`, `.work` included.
 pub fn temporary_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
+    walk(dir, &|_| false)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
-            {
-                found.push(path.clone());
-            }
-            if path.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    found
+        })
+        .collect()
+}
+
+/// Runs `migrate` on the fixture backups into `out`, quietly, with `extra` flags.
+pub fn migrate_fixtures(out: &Path, extra: &[&str]) {
+    migrate()
+        .arg("--backups")
+        .arg(fixture_backups())
+        .arg("--out")
+        .arg(out)
+        .arg("-q")
+        .args(extra)
+        .assert()
+        .success();
 }
 
 /// Asserts two output folders hold the same files with the same bytes (`.work` aside),
