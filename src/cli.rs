@@ -117,6 +117,49 @@ pub struct AsofArgs {
     pub quiet: u8,
 }
 
+/// Parses a size such as `1073741824`, `500MB`, `1.5GiB` or `2G` (G and GiB are 2^30).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "kb" => 1e3,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "mb" => 1e6,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "t" | "tib" => 1024f64.powi(4),
+        "tb" => 1e12,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?}: use B, MB, MiB, GB, GiB, ..."
+            ))
+        }
+    };
+    let number: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 8GiB"))?;
+    Ok((number * scale) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("1.5KiB"), Ok(1536));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert!(parse_size("1 parsec").is_err());
+        assert!(parse_size("GiB").is_err());
+    }
+}
+
 fn parse_date(text: &str) -> Result<chrono::NaiveDate, String> {
     chrono::NaiveDate::parse_from_str(text, "%Y%m%d")
         .map_err(|_| format!("{text:?} is not a YYYYMMDD date"))
@@ -181,6 +224,11 @@ pub struct RunArgs {
     /// Backups extracted at once [default: number of cores]
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
+
+    /// Memory the diff units may use together, e.g. 8GiB or 500MB [default: 80% of the
+    /// available memory]; larger units are split to fit
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
 
     /// Print the plan (backups, gaps, units done and pending, memory) and write nothing
     #[arg(long)]
@@ -254,6 +302,7 @@ impl RunArgs {
             config.jobs = jobs;
         }
         config.fresh = self.fresh;
+        config.memory_limit = self.memory_limit;
         config.dry_run = self.dry_run;
         Ok(config)
     }

@@ -64,6 +64,8 @@ pub struct Config {
     pub fresh: bool,
     /// Print the plan and write nothing.
     pub dry_run: bool,
+    /// Memory the diff units may use together; None: 80% of the available memory.
+    pub memory_limit: Option<u64>,
 }
 
 impl Config {
@@ -86,6 +88,7 @@ impl Config {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             fresh: false,
             dry_run: false,
+            memory_limit: None,
         }
     }
 }

@@ -67,6 +67,36 @@ pub fn read_partition(path: Option<&Path>, layout: &Layout) -> Result<DataFrame>
         .with_context(|| format!("cannot read the partition {}", path.display()))
 }
 
+/// One bucket of a partition too large to diff whole: the rows whose `time_value` is `bucket`
+/// modulo `buckets`. A key always falls in the same bucket of both backups, so bucket by
+/// bucket diffs add up to the whole diff; the filter is applied while the CSV is read, so
+/// only one bucket is held in memory.
+pub fn read_partition_bucket(
+    path: Option<&Path>,
+    layout: &Layout,
+    bucket: usize,
+    buckets: usize,
+) -> Result<DataFrame> {
+    let schema = Arc::new(schema(layout));
+    let Some(path) = path else {
+        return Ok(DataFrame::empty_with_schema(&schema));
+    };
+    let time_value = layout
+        .names()
+        .nth(layout.time_value)
+        .expect("a time_value column");
+    let k = lit(buckets as i64);
+    // Remainders of negative numbers are negative: shift them into 0..k.
+    let in_bucket = ((col(time_value) % k.clone() + k.clone()) % k).eq(lit(bucket as i64));
+    LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+        .with_has_header(true)
+        .with_schema(Some(schema))
+        .finish()
+        .and_then(|frame| frame.filter(in_bucket).collect())
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot read the partition {}", path.display()))
+}
+
 pub fn key_exprs(layout: &Layout) -> Vec<Expr> {
     layout.key_names().into_iter().map(col).collect()
 }
@@ -180,6 +210,29 @@ pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<D
         added,
         issues: text_as_strings(issues)?,
         removed: text_as_strings(removed)?,
+        rows,
+    })
+}
+
+/// Joins the results of a unit's buckets into the result of the whole unit.
+pub fn combine(parts: Vec<DiffResult>, layout: &Layout) -> Result<DiffResult> {
+    let stack = |frames: Vec<LazyFrame>| -> Result<DataFrame> {
+        let all = concat(frames, UnionArgs::default())?;
+        let mut frame = sort_by_key(all, layout).collect()?;
+        frame.rechunk_mut();
+        Ok(frame)
+    };
+    let sum = |f: fn(&DiffResult) -> usize| parts.iter().map(f).sum::<usize>();
+    let (added, changed, rows) = (sum(|p| p.added), sum(|p| p.changed), sum(|p| p.rows));
+    let (issues, removed): (Vec<_>, Vec<_>) = parts
+        .into_iter()
+        .map(|p| (p.issues.lazy(), p.removed.lazy()))
+        .unzip();
+    Ok(DiffResult {
+        issues: stack(issues)?,
+        removed: stack(removed)?,
+        added,
+        changed,
         rows,
     })
 }

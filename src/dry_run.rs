@@ -7,7 +7,8 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::pipeline::Stages;
-use crate::plan::{estimate_diff_bytes, memory_budget, Plan, CSV_PER_SQL, GZIP_RATIO};
+use crate::plan::{Plan, CSV_PER_SQL, GZIP_RATIO};
+use crate::schedule::{buckets_for, estimate_diff_bytes, memory_budget};
 use crate::state::Paths;
 
 pub fn describe(config: &Config, stages: Stages) -> Result<String> {
@@ -73,7 +74,7 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
                         Some(_) => done += 1,
                         None => pending.push((
                             format!("{} {}", unit.inputs.date, unit.source),
-                            estimate_diff_bytes(unit.partition_bytes),
+                            unit.partition_bytes,
                         )),
                     }
                 }
@@ -82,45 +83,61 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
                 // Sources are unknown until extraction: bound the pair by whole backups.
                 let before = index.checked_sub(1).map_or(0, |i| sql_estimate[i]);
                 let bytes = ((before + sql_estimate[index]) as f64 * CSV_PER_SQL) as u64;
-                unknown.push((
-                    plan.extracts[index].backup.stamp(),
-                    estimate_diff_bytes(bytes),
-                ));
+                unknown.push((plan.extracts[index].backup.stamp(), bytes));
             }
         }
     }
     if stages != Stages::Extract {
+        let budget = memory_budget(config);
+        let describe = |bytes: u64| {
+            let buckets = buckets_for(bytes, budget);
+            let peak = human(estimate_diff_bytes(bytes / buckets as u64));
+            match buckets {
+                1 => format!("estimated peak {peak}"),
+                n => format!("split into {n} parts of estimated peak {peak}"),
+            }
+        };
         writeln!(
             w,
             "diff: {done} units done, {} pending",
             pending.len() + unknown.len()
         )?;
         for (name, bytes) in &pending {
-            writeln!(w, "  pending {name}: estimated peak {}", human(*bytes))?;
+            writeln!(w, "  pending {name}: {}", describe(*bytes))?;
         }
         for (date, bytes) in &unknown {
             writeln!(
                 w,
-                "  pending {date}: sources known after extraction; at most {} per unit",
-                human(*bytes)
+                "  pending {date}: sources known after extraction; at most {} per source",
+                describe(*bytes)
             )?;
         }
-        let budget = memory_budget();
         let largest = pending
             .iter()
             .chain(&unknown)
             .map(|(_, b)| *b)
             .max()
             .unwrap_or(0);
+        let largest_peak = estimate_diff_bytes(largest / buckets_for(largest, budget) as u64);
+        let fit = (budget / largest_peak.max(1)).max(1) as usize;
         writeln!(
             w,
-            "memory: budget {} (80% of available memory); largest pending unit {}; {}",
+            "memory: budget {} ({}); the largest pending unit needs {}; {}",
             human(budget),
-            human(largest),
-            match budget.checked_div(largest) {
-                Some(0) => "it does not fit and must be split".to_string(),
-                Some(n) => format!("up to {n} such units fit at once"),
-                None => "nothing to run".to_string(),
+            if config.memory_limit.is_some() {
+                "--memory-limit"
+            } else {
+                "80% of available memory"
+            },
+            human(largest_peak),
+            if pending.is_empty() && unknown.is_empty() {
+                "nothing to run".to_string()
+            } else {
+                format!(
+                    "up to {} such units at once (--jobs {})",
+                    fit.min(config.jobs),
+                    config.jobs
+                )
             }
         )?;
     }

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod plot;
 pub mod progress;
 pub mod replay;
+pub mod schedule;
 pub mod source;
 pub mod state;
 pub mod verify;

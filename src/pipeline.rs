@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +14,7 @@ use tracing::{debug, info, warn};
 use crate::atomic::write_file;
 use crate::backfill::{Backfill, Revisions};
 use crate::config::Config;
-use crate::diff::{diff, read_partition};
+use crate::diff::{combine, diff, read_partition, read_partition_bucket};
 use crate::dump::TableDef;
 use crate::emit::{write_issues, write_removals, EmitContext};
 use crate::interrupt;
@@ -21,6 +22,9 @@ use crate::layout::Layout;
 use crate::partition::{extract, PartitionInfo};
 use crate::plan::{DiffUnit, Plan};
 use crate::progress::Progress;
+use crate::schedule::{
+    buckets_for, estimate_diff_bytes, memory_budget, peak_rss, run_within_budget,
+};
 use crate::state::{remove, remove_leftovers, DiffRecord, OutputTable, Paths};
 
 /// Which stages a command runs.
@@ -228,7 +232,8 @@ fn diff_all(
     }
     let pending = units.iter().filter(|u| u.done.is_none()).count();
     let reused = units.len() - pending;
-    let progress = Progress::units("diff", pending as u64);
+    let budget = memory_budget(config);
+    let mut work = Vec::new();
     for unit in units {
         match unit.done {
             Some(record) => {
@@ -239,22 +244,55 @@ fn diff_all(
                 records.push(record);
             }
             None => {
-                interrupt::check()?;
-                let record = run_diff_unit(plan, &unit, config, paths)?;
-                progress.advance(1);
-                progress.log(format!(
-                    "{} {}: {} rows, {} added, {} changed, {} removed",
+                let buckets = buckets_for(unit.partition_bytes, budget);
+                let estimate = estimate_diff_bytes(unit.partition_bytes / buckets as u64);
+                debug!(
+                    "{} {}: {:.1} MB of partitions, estimated peak {:.0} MB{}",
                     unit.inputs.date,
                     unit.source,
-                    record.rows,
-                    record.added,
-                    record.changed,
-                    record.removed
-                ));
-                records.push(record);
+                    unit.partition_bytes as f64 / 1e6,
+                    estimate as f64 / 1e6,
+                    if buckets > 1 {
+                        format!(" per part, split into {buckets} parts")
+                    } else {
+                        String::new()
+                    }
+                );
+                if buckets > 1 {
+                    info!(
+                        "{} {}: too large for the memory budget of {:.0} MB; split into {buckets} parts",
+                        unit.inputs.date,
+                        unit.source,
+                        budget as f64 / 1e6
+                    );
+                }
+                work.push((estimate, (unit, buckets)));
             }
         }
     }
+    let progress = Progress::units("diff", pending as u64);
+    let done = run_within_budget(work, budget, config.jobs, |(unit, buckets)| {
+        interrupt::check()?;
+        let record = run_diff_unit(plan, &unit, buckets, config, paths)?;
+        progress.advance(1);
+        progress.log(format!(
+            "{} {}: {} rows, {} added, {} changed, {} removed",
+            unit.inputs.date,
+            unit.source,
+            record.rows,
+            record.added,
+            record.changed,
+            record.removed
+        ));
+        debug!(
+            "peak memory of the process so far: {:.0} MB",
+            peak_rss() as f64 / 1e6
+        );
+        Ok(record)
+    })?;
+    records.extend(done);
+    // Units finish in any order; sums in the summary must not depend on it.
+    records.sort_by(|a, b| (&a.inputs.date, &a.source).cmp(&(&b.inputs.date, &b.source)));
     progress.finish();
     Ok((pending, reused))
 }
@@ -328,6 +366,7 @@ pub(crate) fn layout_of(info: &PartitionInfo, config: &Config) -> Result<Layout>
 fn run_diff_unit(
     plan: &Plan,
     unit: &DiffUnit,
+    buckets: usize,
     config: &Config,
     paths: &Paths,
 ) -> Result<DiffRecord> {
@@ -361,10 +400,6 @@ fn run_diff_unit(
             .then(|| paths.partition_dir(date).join(format!("{}.csv", unit.stem)))
     };
     let date = &unit.inputs.date;
-    let new = read_partition(partition(date, info).as_deref(), &layout)?;
-    let old = previous
-        .map(|(p, i)| read_partition(partition(&p.backup.stamp(), i).as_deref(), &layout))
-        .transpose()?;
     let context = || {
         format!(
             "source {} in the backup {}",
@@ -372,7 +407,27 @@ fn run_diff_unit(
             current.backup.path.display()
         )
     };
-    let result = diff(old, new, &layout).with_context(context)?;
+    let new_path = partition(date, info);
+    let old_path = previous.map(|(p, i)| partition(&p.backup.stamp(), i));
+    let result = if buckets <= 1 {
+        let new = read_partition(new_path.as_deref(), &layout)?;
+        let old = old_path
+            .map(|path| read_partition(path.as_deref(), &layout))
+            .transpose()?;
+        diff(old, new, &layout).with_context(context)?
+    } else {
+        let mut parts = Vec::new();
+        for bucket in 0..buckets {
+            interrupt::check()?;
+            let read = |path: &Option<PathBuf>| {
+                read_partition_bucket(path.as_deref(), &layout, bucket, buckets)
+            };
+            let new = read(&new_path)?;
+            let old = old_path.as_ref().map(read).transpose()?;
+            parts.push(diff(old, new, &layout).with_context(context)?);
+        }
+        combine(parts, &layout)?
+    };
     let ctx = EmitContext {
         layout: &layout,
         source: &unit.source,

@@ -11,18 +11,10 @@ use crate::discover::{discover, Backup, Discovery};
 use crate::partition::PartitionInfo;
 use crate::state::{DiffInputs, DiffRecord, ExtractInputs, Paths};
 
-/// Peak memory of a diff unit ≈ BASE + FACTOR × (bytes of both partitions): measured on
-/// 10 M + 10 M row partitions with polars' in-memory engine (see FACTS in the README).
-pub const DIFF_BASE_BYTES: u64 = 75 << 20;
-pub const DIFF_FACTOR: f64 = 2.5;
 /// Uncompressed SQL per byte of gzip, and partition CSV per byte of SQL, for estimates made
 /// before a backup is extracted (measured on the fixtures and generated backups).
 pub const GZIP_RATIO: f64 = 6.0;
 pub const CSV_PER_SQL: f64 = 0.8;
-
-pub fn estimate_diff_bytes(partition_bytes: u64) -> u64 {
-    DIFF_BASE_BYTES + (DIFF_FACTOR * partition_bytes as f64) as u64
-}
 
 pub struct ExtractUnit {
     pub backup: Backup,
@@ -139,18 +131,4 @@ impl Plan {
             .collect();
         Some(units)
     }
-}
-
-/// The memory the run may use: `--memory-limit`, else 80% of what is available now (or of
-/// the cgroup limit when that is lower).
-pub fn memory_budget() -> u64 {
-    let Ok(mut system) = sysinfo::System::new() else {
-        return 1 << 30;
-    };
-    system.refresh_memory();
-    let mut available = system.available_memory();
-    if let Some(limits) = system.cgroup_limits() {
-        available = available.min(limits.free_memory);
-    }
-    available / 10 * 8
 }
