@@ -101,6 +101,22 @@ pub fn key_exprs(layout: &Layout) -> Vec<Expr> {
     layout.key_names().into_iter().map(col).collect()
 }
 
+/// The columns again, renamed with `suffix`, for the other side of a join.
+pub fn suffixed(columns: &[&str], suffix: &str) -> Vec<Expr> {
+    columns
+        .iter()
+        .map(|c| col(*c).alias(format!("{c}{suffix}")))
+        .collect()
+}
+
+/// True where any column differs from its `suffix`ed twin, with NULL = NULL and NaN = NaN.
+pub fn any_differs(columns: &[&str], suffix: &str) -> Expr {
+    columns
+        .iter()
+        .map(|c| col(*c).eq_missing(col(format!("{c}{suffix}"))).not())
+        .fold(lit(false), |any, differs| any.or(differs))
+}
+
 /// Fails if a key occurs twice in `frame`, naming the first such key.
 pub fn check_unique_keys(frame: &DataFrame, layout: &Layout) -> Result<()> {
     let keys = key_exprs(layout);
@@ -160,11 +176,7 @@ pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<D
     };
     let compared = layout.compared_names();
     let mut old_side: Vec<Expr> = keys.clone();
-    old_side.extend(
-        compared
-            .iter()
-            .map(|name| col(*name).alias(format!("{name}{OLD_SUFFIX}"))),
-    );
+    old_side.extend(suffixed(&compared, OLD_SUFFIX));
     old_side.push(lit(true).alias(IN_OLD));
     let mut args = JoinArgs::new(JoinType::Left);
     args.nulls_equal = true;
@@ -175,14 +187,7 @@ pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<D
         args,
     );
     let is_added = col(IN_OLD).is_null();
-    let differs = compared
-        .iter()
-        .map(|name| {
-            col(*name)
-                .eq_missing(col(format!("{name}{OLD_SUFFIX}")))
-                .not()
-        })
-        .fold(lit(false), |any, differs| any.or(differs));
+    let differs = any_differs(&compared, OLD_SUFFIX);
     let mut selected = stored.clone();
     selected.push(is_added.clone().alias(ADDED));
     if compared.contains(&VALUE) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
 
-use crate::diff::{key_exprs, schema, sort_by_key};
+use crate::diff::{any_differs, key_exprs, schema, sort_by_key, suffixed};
 use crate::dump::{ColumnKind, DumpReader, Event};
 use crate::layout::Layout;
 use crate::partition::write_field;
@@ -179,15 +179,8 @@ pub fn compare(rebuilt: &DataFrame, backup: &DataFrame, layout: &Layout) -> Resu
     };
     let compared = layout.compared_names();
     let mut right: Vec<Expr> = keys.clone();
-    right.extend(
-        compared
-            .iter()
-            .map(|c| col(*c).alias(format!("{c}__backup"))),
-    );
-    let differs = compared
-        .iter()
-        .map(|c| col(*c).eq_missing(col(format!("{c}__backup"))).not())
-        .fold(lit(false), |any, d| any.or(d));
+    right.extend(suffixed(&compared, "__backup"));
+    let differs = any_differs(&compared, "__backup");
     let different = rebuilt
         .clone()
         .lazy()
