@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -14,8 +15,10 @@ where
 {
     let dir = parent(path);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Readable by others, like any file a tool writes (temporary files default to 0600).
     let mut temp = tempfile::Builder::new()
         .prefix(".tmp-")
+        .permissions(std::fs::Permissions::from_mode(0o644))
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     {
@@ -45,6 +48,7 @@ impl StagedDir {
             .with_context(|| format!("cannot create {}", parent.display()))?;
         let temp = tempfile::Builder::new()
             .prefix(".tmp-")
+            .permissions(std::fs::Permissions::from_mode(0o755))
             .tempdir_in(parent)
             .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))?
             .keep();
@@ -111,6 +115,8 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         write_file(&path, |out| Ok(out.write_all(b"whole")?)).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "output must be readable by others");
     }
 
     #[test]
