@@ -79,9 +79,11 @@ def dumps(root, out):
     for name in sorted(f for f in os.listdir(root) if f.endswith(".sql.gz")):
         date = name.split("_")[2]
         csv = os.path.join(out, date + ".rows")
-        # One row per line in mariadb-dump's INSERTs: strip the parentheses, keep SQL quoting.
-        subprocess.run("gzip -dc '%s' | grep '^(' | sed -e 's/^(//' -e 's/)[,;]$//' > '%s'"
-                       % (os.path.join(root, name), csv), shell=True, check=True)
+        # One row per line in mariadb-dump's INSERTs: the rows of the covidcast table's
+        # INSERTs (other tables are skipped), parentheses stripped, SQL quoting kept.
+        rows = "/^INSERT INTO `covidcast` VALUES$/,/;$/{s/^(//;s/)[,;]$//p}"
+        subprocess.run("gzip -dc '%s' | sed -n '%s' > '%s'"
+                       % (os.path.join(root, name), rows, csv), shell=True, check=True)
         con.execute("CREATE OR REPLACE TABLE b%s AS SELECT * EXCLUDE (id) FROM read_csv('%s', "
                     "columns=%s, header=false, quote='''', escape='\\', nullstr='NULL')"
                     % (date, csv, types))

@@ -190,26 +190,41 @@ struct PartitionWriter {
 
 struct PartitionWriters {
     dir: PathBuf,
-    by_value: HashMap<Vec<u8>, PartitionWriter>,
+    writers: Vec<PartitionWriter>,
+    by_value: HashMap<Vec<u8>, usize>,
+    /// The writer of the previous row: rows of one source mostly come in runs.
+    last: Option<(Vec<u8>, usize)>,
 }
 
 impl PartitionWriters {
     fn new(dir: &Path) -> Self {
         PartitionWriters {
             dir: dir.to_path_buf(),
+            writers: Vec::new(),
             by_value: HashMap::new(),
+            last: None,
         }
     }
 
     fn write_row(&mut self, layout: &Layout, map: &[usize], row: &Row) -> Result<(), String> {
         let (_, value) = row.get(map[layout.partition]);
-        let writer = match self.by_value.get_mut(value) {
-            Some(writer) => writer,
-            None => {
-                let writer = self.open(layout, value)?;
-                self.by_value.entry(value.to_vec()).or_insert(writer)
+        let index = match &self.last {
+            Some((last, index)) if last == value => *index,
+            _ => {
+                let index = match self.by_value.get(value) {
+                    Some(&index) => index,
+                    None => {
+                        let writer = self.open(layout, value)?;
+                        self.writers.push(writer);
+                        self.by_value.insert(value.to_vec(), self.writers.len() - 1);
+                        self.writers.len() - 1
+                    }
+                };
+                self.last = Some((value.to_vec(), index));
+                index
             }
         };
+        let writer = &mut self.writers[index];
         writer.entry.rows += 1;
         let out = &mut writer.out;
         for (i, column) in layout.columns.iter().enumerate() {
@@ -245,7 +260,7 @@ impl PartitionWriters {
 
     fn finish(self) -> Result<Vec<PartitionEntry>> {
         let mut entries = Vec::new();
-        for (_, mut writer) in self.by_value {
+        for mut writer in self.writers {
             writer.out.flush().context("cannot write a partition")?;
             entries.push(writer.entry);
         }
@@ -290,7 +305,23 @@ pub(crate) fn write_field(
     }
 }
 
+/// Writes text as a CSV field: as it is when that reads back the same, which is most text
+/// and spares the reader work; quoted when it is empty (an empty field is NULL), holds a
+/// delimiter, quote or line break, or has spaces at its ends.
 fn write_quoted(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    let plain = match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) => {
+            first != b' '
+                && last != b' '
+                && !bytes
+                    .iter()
+                    .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        }
+        _ => false,
+    };
+    if plain {
+        return out.write_all(bytes);
+    }
     out.write_all(b"\"")?;
     let mut rest = bytes;
     while let Some(i) = memchr::memchr(b'"', rest) {
@@ -360,6 +391,19 @@ mod tests {
             Ok("\"\"".into())
         );
         assert_eq!(field(ColumnKind::Text, FieldKind::Null, b""), Ok("".into()));
+        // Most text goes unquoted; what would not read back the same is quoted.
+        assert_eq!(
+            field(ColumnKind::Text, FieldKind::Quoted, b"01001"),
+            Ok("01001".into())
+        );
+        assert_eq!(
+            field(ColumnKind::Text, FieldKind::Quoted, b"NULL"),
+            Ok("NULL".into())
+        );
+        for needs_quotes in [&b" a"[..], b"a ", b"a\nb", b"a\rb", b"a,b"] {
+            let text = field(ColumnKind::Text, FieldKind::Quoted, needs_quotes).unwrap();
+            assert!(text.starts_with('"') && text.ends_with('"'), "{text}");
+        }
         assert_eq!(
             field(ColumnKind::Float, FieldKind::Bare, b"-1.5e-16"),
             Ok("-1.5e-16".into())

@@ -22,9 +22,7 @@ use crate::layout::Layout;
 use crate::partition::{extract, PartitionInfo};
 use crate::plan::{DiffUnit, Plan};
 use crate::progress::Progress;
-use crate::schedule::{
-    buckets_for, estimate_diff_bytes, memory_budget, peak_rss, run_within_budget,
-};
+use crate::schedule::{buckets_for, estimate_diff_bytes, memory_budget, run_within_budget};
 use crate::state::{remove, remove_leftovers, DiffRecord, OutputTable, Paths};
 
 /// Which stages a command runs.
@@ -271,30 +269,80 @@ fn diff_all(
         }
     }
     let progress = Progress::units("diff", pending as u64);
-    let done = run_within_budget(work, budget, config.jobs, |(unit, buckets)| {
-        interrupt::check()?;
-        let record = run_diff_unit(plan, &unit, buckets, config, paths)?;
-        progress.advance(1);
-        progress.log(format!(
-            "{} {}: {} rows, {} added, {} changed, {} removed",
-            unit.inputs.date,
-            unit.source,
-            record.rows,
-            record.added,
-            record.changed,
-            record.removed
-        ));
-        debug!(
-            "peak memory of the process so far: {:.0} MB",
-            peak_rss() as f64 / 1e6
-        );
-        Ok(record)
-    })?;
+    let done = run_within_budget(
+        chains(work),
+        budget,
+        config.jobs,
+        |chain| {
+            let mut carried = None;
+            let mut records = Vec::new();
+            for (unit, buckets) in chain {
+                interrupt::check()?;
+                let record = run_diff_unit(plan, &unit, buckets, config, paths, &mut carried)?;
+                progress.advance(1);
+                progress.log(format!(
+                    "{} {}: {} rows, {} added, {} changed, {} removed",
+                    unit.inputs.date,
+                    unit.source,
+                    record.rows,
+                    record.added,
+                    record.changed,
+                    record.removed
+                ));
+                records.push(record);
+            }
+            Ok(records)
+        },
+        |records, memory| {
+            let units: Vec<String> = records
+                .iter()
+                .map(|r| format!("{} {}", r.inputs.date, r.source))
+                .collect();
+            debug!(
+                "{}: estimated peak {:.0} MB, observed {:.0} MB (the process, with the units \
+                 beside it); estimates are now scaled by {:.2}",
+                units.join(", "),
+                memory.estimate as f64 / 1e6,
+                memory.peak as f64 / 1e6,
+                memory.correction
+            );
+        },
+    )?;
+    let done: Vec<DiffRecord> = done.into_iter().flatten().collect();
     records.extend(done);
     // Units finish in any order; sums in the summary must not depend on it.
     records.sort_by(|a, b| (&a.inputs.date, &a.source).cmp(&(&b.inputs.date, &b.source)));
     progress.finish();
     Ok((pending, reused))
+}
+
+/// Groups the units of each source into one chain, in date order, so that the partition
+/// read as the newer side of one pair is the older side of the next without being read
+/// again. A chain needs the memory of its largest unit. Units split into buckets stay alone.
+fn chains(work: Vec<(u64, (DiffUnit, usize))>) -> Vec<(u64, Vec<(DiffUnit, usize)>)> {
+    let mut alone = Vec::new();
+    let mut by_source: BTreeMap<String, (u64, Vec<(DiffUnit, usize)>)> = BTreeMap::new();
+    for (estimate, (unit, buckets)) in work {
+        if buckets > 1 {
+            alone.push((estimate, vec![(unit, buckets)]));
+        } else {
+            let chain = by_source.entry(unit.stem.clone()).or_default();
+            chain.0 = chain.0.max(estimate);
+            chain.1.push((unit, buckets));
+        }
+    }
+    for (_, units) in by_source.values_mut() {
+        units.sort_by_key(|(unit, _)| unit.index);
+    }
+    alone.extend(by_source.into_values());
+    alone
+}
+
+/// A partition kept from one unit of a chain for the next: the backup it belongs to (its
+/// index in the plan) and its rows.
+struct Carried {
+    index: usize,
+    frame: polars::prelude::DataFrame,
 }
 
 /// Removes files of sources a backup pair no longer has, and output in another format.
@@ -369,8 +417,10 @@ fn run_diff_unit(
     buckets: usize,
     config: &Config,
     paths: &Paths,
+    carried: &mut Option<Carried>,
 ) -> Result<DiffRecord> {
     let started = Instant::now();
+    let mut read_seconds = 0.0;
     let current = &plan.extracts[unit.index];
     let info = current.done.as_ref().expect("extracted");
     let layout = layout_of(info, config)?;
@@ -411,9 +461,19 @@ fn run_diff_unit(
     let old_path = previous.map(|(p, i)| partition(&p.backup.stamp(), i));
     let result = if buckets <= 1 {
         let new = read_partition(new_path.as_deref(), &layout)?;
-        let old = old_path
-            .map(|path| read_partition(path.as_deref(), &layout))
-            .transpose()?;
+        let kept = carried
+            .take()
+            .filter(|c| Some(c.index) == unit.index.checked_sub(1));
+        let old = match (kept, old_path) {
+            (_, None) => None,
+            (Some(kept), Some(_)) => Some(kept.frame),
+            (None, Some(path)) => Some(read_partition(path.as_deref(), &layout)?),
+        };
+        *carried = Some(Carried {
+            index: unit.index,
+            frame: new.clone(),
+        });
+        read_seconds = started.elapsed().as_secs_f64();
         diff(old, new, &layout).with_context(context)?
     } else {
         let mut parts = Vec::new();
@@ -428,6 +488,7 @@ fn run_diff_unit(
         }
         combine(parts, &layout)?
     };
+    let diffed = started.elapsed().as_secs_f64();
     let ctx = EmitContext {
         layout: &layout,
         source: &unit.source,
@@ -456,6 +517,12 @@ fn run_diff_unit(
         &result.removed,
         &ctx,
     )?;
+    debug!(
+        "{date} {}: read {read_seconds:.2} s, diff {:.2} s, emit {:.2} s",
+        unit.source,
+        diffed - read_seconds,
+        started.elapsed().as_secs_f64() - diffed
+    );
     let record = DiffRecord {
         inputs: unit.inputs.clone(),
         source: unit.source.clone(),

@@ -3,6 +3,7 @@
 //! budget, at most `--jobs` at a time; a unit that could never fit alone is split into
 //! buckets that do.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use anyhow::Result;
@@ -55,73 +56,207 @@ pub fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Resident memory of this process now (VmRSS), in bytes; 0 where unknown.
+pub fn current_rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// How often the resident memory is sampled while units run.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Bounds of the correction learned from observed peaks. It only ever raises estimates: a
+/// unit that used less than estimated says little about the next, larger one, and on a few
+/// cores more concurrency buys little, while an underestimate can cost an OOM kill.
+const CORRECTION_RANGE: (f64, f64) = (1.0, 4.0);
+
+/// What the scheduler learned about one unit's memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observed {
+    /// The unit's estimate, before any correction.
+    pub estimate: u64,
+    /// The highest resident memory of the process while the unit ran (it includes the units
+    /// that ran beside it).
+    pub peak: u64,
+    /// The correction applied to estimates after this unit finished.
+    pub correction: f64,
+}
+
+struct Running {
+    id: usize,
+    estimate: u64,
+    /// What this unit added to `Admission::running_bytes` (its corrected estimate).
+    admitted: u64,
+    /// The most, in estimates, that ran at once while this unit ran (itself included).
+    most_estimated: u64,
+    peak: u64,
+}
+
 struct Admission<T> {
     /// Units not started, largest estimate first.
     queue: Vec<(u64, T)>,
     running_bytes: u64,
-    running: usize,
+    running: Vec<Running>,
+    next_id: usize,
+    /// Observed peak ÷ estimates, the largest seen so far; scales the estimates of the units
+    /// admitted after it. None until a unit has finished.
+    correction: Option<f64>,
     failed: bool,
+}
+
+impl<T> Admission<T> {
+    fn corrected(&self, estimate: u64) -> u64 {
+        (estimate as f64 * self.correction.unwrap_or(1.0)) as u64
+    }
+
+    fn admit(&mut self, estimate: u64, rss: u64) -> usize {
+        let id = self.next_id;
+        self.next_id += 1;
+        let admitted = self.corrected(estimate);
+        self.running_bytes += admitted;
+        self.running.push(Running {
+            id,
+            estimate,
+            admitted,
+            most_estimated: 0,
+            peak: rss,
+        });
+        let together: u64 = self.running.iter().map(|r| r.estimate).sum();
+        for unit in &mut self.running {
+            unit.most_estimated = unit.most_estimated.max(together);
+        }
+        id
+    }
+
+    fn release(&mut self, id: usize, rss: u64) -> Observed {
+        let at = self
+            .running
+            .iter()
+            .position(|r| r.id == id)
+            .expect("running");
+        let unit = self.running.swap_remove(at);
+        self.running_bytes -= unit.admitted;
+        let peak = unit.peak.max(rss);
+        let ratio = peak as f64 / unit.most_estimated.max(1) as f64;
+        let (low, high) = CORRECTION_RANGE;
+        let correction = self
+            .correction
+            .map_or(ratio, |c| c.max(ratio))
+            .clamp(low, high);
+        self.correction = Some(correction);
+        Observed {
+            estimate: unit.estimate,
+            peak,
+            correction,
+        }
+    }
 }
 
 /// Runs `work` on every item, `(estimate, item)`, on up to `workers` threads, starting an
 /// item only while the estimates of the running ones plus its own fit `budget` (or when
-/// nothing runs). Plain threads rather than a rayon pool: polars runs its own rayon pool,
-/// and calling into it from another pool's workers has deadlocked.
-pub fn run_within_budget<T, R, F>(
-    mut items: Vec<(u64, T)>,
+/// nothing runs). Resident memory is sampled while items run; each finished item's peak,
+/// against the estimates that ran beside it, refines the estimates of the items admitted
+/// after it, and is passed to `observe`. Plain threads rather than a rayon pool: polars
+/// runs its own rayon pool, and calling into it from another pool's workers has deadlocked.
+pub fn run_within_budget<T, R, F, O>(
+    items: Vec<(u64, T)>,
     budget: u64,
     workers: usize,
     work: F,
+    observe: O,
 ) -> Result<Vec<R>>
 where
     T: Send,
     R: Send,
     F: Fn(T) -> Result<R> + Sync,
+    O: Fn(&R, Observed) + Sync,
+{
+    run_measured(items, budget, workers, current_rss, work, observe)
+}
+
+/// `run_within_budget` with the resident memory read by `rss`.
+fn run_measured<T, R, F, O, M>(
+    mut items: Vec<(u64, T)>,
+    budget: u64,
+    workers: usize,
+    rss: M,
+    work: F,
+    observe: O,
+) -> Result<Vec<R>>
+where
+    T: Send,
+    R: Send,
+    F: Fn(T) -> Result<R> + Sync,
+    O: Fn(&R, Observed) + Sync,
+    M: Fn() -> u64 + Sync,
 {
     items.sort_by_key(|(estimate, _)| std::cmp::Reverse(*estimate));
     items.reverse(); // popped from the back: largest first
     let state = Mutex::new(Admission {
         queue: items,
         running_bytes: 0,
-        running: 0,
+        running: Vec::new(),
+        next_id: 0,
+        correction: None,
         failed: false,
     });
     let changed = Condvar::new();
     let results = Mutex::new(Vec::new());
     let first_error = Mutex::new(None);
+    let finished = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..workers.max(1) {
-            scope.spawn(|| loop {
-                let (estimate, item) = {
-                    let mut s = state.lock().expect("not poisoned");
-                    loop {
-                        if s.failed || s.queue.is_empty() {
-                            return;
-                        }
-                        let next = s.queue.last().expect("not empty").0;
-                        if s.running == 0 || s.running_bytes + next <= budget {
-                            break;
-                        }
-                        s = changed.wait(s).expect("not poisoned");
-                    }
-                    let (estimate, item) = s.queue.pop().expect("not empty");
-                    s.running += 1;
-                    s.running_bytes += estimate;
-                    (estimate, item)
-                };
-                let outcome = work(item);
-                let mut s = state.lock().expect("not poisoned");
-                s.running -= 1;
-                s.running_bytes -= estimate;
-                match outcome {
-                    Ok(result) => results.lock().expect("not poisoned").push(result),
-                    Err(e) => {
-                        s.failed = true;
-                        first_error.lock().expect("not poisoned").get_or_insert(e);
-                    }
+        scope.spawn(|| {
+            while !finished.load(Ordering::Relaxed) {
+                let rss = rss();
+                for unit in &mut state.lock().expect("not poisoned").running {
+                    unit.peak = unit.peak.max(rss);
                 }
-                changed.notify_all();
-            });
+                std::thread::sleep(SAMPLE_EVERY);
+            }
+        });
+        let workers: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let (id, item) = {
+                        let mut s = state.lock().expect("not poisoned");
+                        loop {
+                            if s.failed || s.queue.is_empty() {
+                                return;
+                            }
+                            let next = s.corrected(s.queue.last().expect("not empty").0);
+                            if s.running.is_empty() || s.running_bytes + next <= budget {
+                                break;
+                            }
+                            s = changed.wait(s).expect("not poisoned");
+                        }
+                        let (estimate, item) = s.queue.pop().expect("not empty");
+                        (s.admit(estimate, rss()), item)
+                    };
+                    let outcome = work(item);
+                    let mut s = state.lock().expect("not poisoned");
+                    let observed = s.release(id, rss());
+                    match outcome {
+                        Ok(result) => {
+                            observe(&result, observed);
+                            results.lock().expect("not poisoned").push(result);
+                        }
+                        Err(e) => {
+                            s.failed = true;
+                            first_error.lock().expect("not poisoned").get_or_insert(e);
+                        }
+                    }
+                    changed.notify_all();
+                })
+            })
+            .collect();
+        let panic = workers.into_iter().find_map(|worker| worker.join().err());
+        finished.store(true, Ordering::Relaxed);
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
         }
     });
     match first_error.into_inner().expect("not poisoned") {
@@ -155,13 +290,20 @@ mod tests {
             .iter()
             .map(|&e| (e, e))
             .collect();
-        let done = run_within_budget(items, 70, 4, |estimate| {
-            let now = running.fetch_add(estimate, Ordering::SeqCst) + estimate;
-            peak.fetch_max(now, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            running.fetch_sub(estimate, Ordering::SeqCst);
-            Ok(estimate)
-        })
+        let done = run_measured(
+            items,
+            70,
+            4,
+            || 0,
+            |estimate| {
+                let now = running.fetch_add(estimate, Ordering::SeqCst) + estimate;
+                peak.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                running.fetch_sub(estimate, Ordering::SeqCst);
+                Ok(estimate)
+            },
+            |_, _| {},
+        )
         .unwrap();
         assert_eq!(done.iter().sum::<u64>(), 225);
         assert!(
@@ -175,12 +317,68 @@ mod tests {
 
     #[test]
     fn an_item_larger_than_the_budget_still_runs_alone_and_errors_stop_the_rest() {
-        let done = run_within_budget(vec![(500, 1), (10, 2)], 100, 2, Ok).unwrap();
+        let done = run_within_budget(vec![(500, 1), (10, 2)], 100, 2, Ok, |_, _| {}).unwrap();
         assert_eq!(done.len(), 2);
-        let failed = run_within_budget(vec![(10, 1), (10, 2), (10, 3)], 100, 1, |i| {
-            anyhow::ensure!(i != 1, "unit {i} failed");
-            Ok(i)
-        });
+        let failed = run_within_budget(
+            vec![(10, 1), (10, 2), (10, 3)],
+            100,
+            1,
+            |i| {
+                anyhow::ensure!(i != 1, "unit {i} failed");
+                Ok(i)
+            },
+            |_, _| {},
+        );
         assert_eq!(failed.unwrap_err().to_string(), "unit 1 failed");
+    }
+
+    #[test]
+    fn estimates_grow_when_more_memory_is_observed_than_estimated() {
+        // Three units estimated at 100 against a budget of 250: two fit at once. The process
+        // is seen using 1000 while the first two run, five times their estimates, so the
+        // estimates are raised (by at most 4×) and the third runs alone.
+        let running = AtomicU64::new(0);
+        let most_at_once = Mutex::new(Vec::new());
+        let observed = Mutex::new(Vec::new());
+        let items: Vec<(u64, usize)> = (0..3).map(|i| (100, i)).collect();
+        run_measured(
+            items,
+            250,
+            2,
+            || 1000,
+            |i| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most_at_once.lock().unwrap().push((i, now));
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(i)
+            },
+            |&i, seen| observed.lock().unwrap().push((i, seen)),
+        )
+        .unwrap();
+        let starts = most_at_once.into_inner().unwrap();
+        assert_eq!(starts[1].1, 2, "the first two ran together: {starts:?}");
+        assert_eq!(starts[2].1, 1, "the third ran alone: {starts:?}");
+        let observed = observed.into_inner().unwrap();
+        assert_eq!(observed.len(), 3);
+        for (_, seen) in &observed {
+            assert_eq!((seen.estimate, seen.peak), (100, 1000));
+            assert_eq!(seen.correction, 4.0);
+        }
+    }
+
+    #[test]
+    fn estimates_are_never_lowered_by_observation() {
+        let observed = Mutex::new(Vec::new());
+        run_measured(
+            vec![(100, 0), (100, 1)],
+            1000,
+            1,
+            || 10,
+            Ok,
+            |_, seen| observed.lock().unwrap().push(seen.correction),
+        )
+        .unwrap();
+        assert_eq!(observed.into_inner().unwrap(), vec![1.0, 1.0]);
     }
 }

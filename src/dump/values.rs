@@ -164,19 +164,28 @@ static BYTES: [u8; 256] = {
     table
 };
 
-fn parse_bare(input: &[u8], start: usize, row: &mut Row) -> Result<usize, TupleError> {
-    let mut pos = start;
-    while pos < input.len() && !matches!(input[pos], b',' | b')') && !is_space(input[pos]) {
-        if matches!(input[pos], b'(' | b'\'' | b'"' | b'`' | b';') {
-            return Err(TupleError::Invalid {
-                at: pos,
-                what: "unexpected character in an unquoted value",
-            });
-        }
-        pos += 1;
+/// The bytes an unquoted value ends at: its delimiters, and those it may not contain.
+static BARE_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let stops = b",) \t\r\n('\"`;";
+    let mut i = 0;
+    while i < stops.len() {
+        table[stops[i] as usize] = true;
+        i += 1;
     }
-    if pos == input.len() {
+    table
+};
+
+fn parse_bare(input: &[u8], start: usize, row: &mut Row) -> Result<usize, TupleError> {
+    let Some(length) = input[start..].iter().position(|&b| BARE_STOP[b as usize]) else {
         return Err(TupleError::Incomplete);
+    };
+    let pos = start + length;
+    if matches!(input[pos], b'(' | b'\'' | b'"' | b'`' | b';') {
+        return Err(TupleError::Invalid {
+            at: pos,
+            what: "unexpected character in an unquoted value",
+        });
     }
     let token = &input[start..pos];
     if token.is_empty() {
