@@ -1,0 +1,1 @@
+INSERT INTO t VALUES /* not supported here */ (1);
