@@ -8,10 +8,14 @@ use std::path::Path;
 use common::*;
 
 fn verify(out: &Path) -> (Option<i32>, String) {
+    verify_against(&fixture_backups(), out)
+}
+
+fn verify_against(backups: &Path, out: &Path) -> (Option<i32>, String) {
     let output = migrate()
         .arg("verify")
         .arg("--backups")
-        .arg(fixture_backups())
+        .arg(backups)
         .arg("--out")
         .arg(out)
         .arg("-q")
@@ -164,31 +168,16 @@ fn a_generated_series_verifies() {
         .unwrap();
     assert!(status.success());
     let out = tempfile::tempdir().unwrap();
-    let run = migrate()
+    migrate()
         .arg("--backups")
         .arg(backups.path())
         .arg("--out")
         .arg(out.path())
         .arg("-q")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let check = migrate()
-        .arg("verify")
-        .arg("--backups")
-        .arg(backups.path())
-        .arg("--out")
-        .arg(out.path())
-        .arg("-q")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&check.stdout).into_owned()
-        + &String::from_utf8_lossy(&check.stderr);
-    assert_eq!(check.status.code(), Some(0), "{text}");
+        .assert()
+        .success();
+    let (code, text) = verify_against(backups.path(), out.path());
+    assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("verified 3 backups of 5 sources: identical"),
         "{text}"
