@@ -22,7 +22,9 @@ use crate::layout::Layout;
 use crate::partition::{extract, PartitionInfo};
 use crate::plan::{DiffUnit, Plan};
 use crate::progress::Progress;
-use crate::schedule::{buckets_for, estimate_diff_bytes, memory_budget, run_within_budget};
+use crate::schedule::{
+    buckets_for, current_rss, estimate_diff_bytes, memory_budget, run_within_budget,
+};
 use crate::state::{remove, remove_leftovers, DiffRecord, OutputTable, Paths};
 
 /// Which stages a command runs.
@@ -273,6 +275,7 @@ fn diff_all(
         chains(work),
         budget,
         config.jobs,
+        current_rss,
         |chain| {
             let mut carried = None;
             let mut records = Vec::new();

@@ -158,28 +158,11 @@ impl<T> Admission<T> {
 
 /// Runs `work` on every item, `(estimate, item)`, on up to `workers` threads, starting an
 /// item only while the estimates of the running ones plus its own fit `budget` (or when
-/// nothing runs). Resident memory is sampled while items run; each finished item's peak,
-/// against the estimates that ran beside it, refines the estimates of the items admitted
-/// after it, and is passed to `observe`. Plain threads rather than a rayon pool: polars
+/// nothing runs). Resident memory, as `rss` reads it (`current_rss` in a run), is sampled
+/// while items run; each finished item's peak, against the estimates that ran beside it,
+/// refines the estimates of the items admitted after it, and is passed to `observe`. Plain threads rather than a rayon pool: polars
 /// runs its own rayon pool, and calling into it from another pool's workers has deadlocked.
-pub fn run_within_budget<T, R, F, O>(
-    items: Vec<(u64, T)>,
-    budget: u64,
-    workers: usize,
-    work: F,
-    observe: O,
-) -> Result<Vec<R>>
-where
-    T: Send,
-    R: Send,
-    F: Fn(T) -> Result<R> + Sync,
-    O: Fn(&R, Observed) + Sync,
-{
-    run_measured(items, budget, workers, current_rss, work, observe)
-}
-
-/// `run_within_budget` with the resident memory read by `rss`.
-fn run_measured<T, R, F, O, M>(
+pub fn run_within_budget<T, R, F, O, M>(
     mut items: Vec<(u64, T)>,
     budget: u64,
     workers: usize,
@@ -290,7 +273,7 @@ mod tests {
             .iter()
             .map(|&e| (e, e))
             .collect();
-        let done = run_measured(
+        let done = run_within_budget(
             items,
             70,
             4,
@@ -317,12 +300,13 @@ mod tests {
 
     #[test]
     fn an_item_larger_than_the_budget_still_runs_alone_and_errors_stop_the_rest() {
-        let done = run_within_budget(vec![(500, 1), (10, 2)], 100, 2, Ok, |_, _| {}).unwrap();
+        let done = run_within_budget(vec![(500, 1), (10, 2)], 100, 2, || 0, Ok, |_, _| {}).unwrap();
         assert_eq!(done.len(), 2);
         let failed = run_within_budget(
             vec![(10, 1), (10, 2), (10, 3)],
             100,
             1,
+            || 0,
             |i| {
                 anyhow::ensure!(i != 1, "unit {i} failed");
                 Ok(i)
@@ -341,7 +325,7 @@ mod tests {
         let most_at_once = Mutex::new(Vec::new());
         let observed = Mutex::new(Vec::new());
         let items: Vec<(u64, usize)> = (0..3).map(|i| (100, i)).collect();
-        run_measured(
+        run_within_budget(
             items,
             250,
             2,
@@ -370,7 +354,7 @@ mod tests {
     #[test]
     fn estimates_are_never_lowered_by_observation() {
         let observed = Mutex::new(Vec::new());
-        run_measured(
+        run_within_budget(
             vec![(100, 0), (100, 1)],
             1000,
             1,
