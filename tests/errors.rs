@@ -136,6 +136,23 @@ fn a_duplicate_key_in_one_backup_is_named() {
     );
 }
 
+/// In a later backup the duplicate is caught by the join's own check, then named.
+#[test]
+fn a_duplicate_key_in_a_later_backup_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &name("20200601"), good_dump().as_bytes());
+    let dump = format!(
+        "{}INSERT INTO `covidcast` VALUES (9,'s','x','day','state',20200601,'pa',2);\n",
+        good_dump()
+    );
+    write(dir.path(), &name("20200602"), dump.as_bytes());
+    run(dir.path()).code(1).stderr(
+        predicate::str::contains("(s, x, day, state, 20200601, pa)")
+            .and(predicate::str::contains("more than once"))
+            .and(predicate::str::contains("20200602")),
+    );
+}
+
 #[test]
 fn two_backups_of_one_date_are_both_named() {
     let dir = tempfile::tempdir().unwrap();
