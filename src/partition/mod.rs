@@ -1,0 +1,363 @@
+//! Stage 2, extract: one backup streams through the dump reader into one partition file per
+//! value of the partition column (per source), under `partitions/date=<date>/`: Parquet
+//! (`parquet.rs`) or CSV (`csv.rs`). The folder names follow Hive's `key=value` style, so
+//! Spark, DuckDB or pyarrow read the whole tree as one dataset with a `date` column; each
+//! file holds every column but the id, so a file read alone is complete.
+
+mod csv;
+pub mod parquet;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::StagedDir;
+use crate::config::{Config, PartitionFormat};
+use crate::discover::Backup;
+use crate::dump::{DumpError, DumpReader, Event, InsertHead, Row, TableDef};
+use crate::interrupt;
+use crate::layout::Layout;
+use crate::source::{open_backup, OnRead};
+use crate::state::ExtractInputs;
+
+pub(crate) use self::csv::write_field;
+use self::csv::CsvPartition;
+use self::parquet::ParquetPartition;
+
+/// File in each partition folder that records what the folder holds.
+/// Its `_` prefix makes dataset readers (Spark, pyarrow) pass over it.
+pub const INFO_FILE: &str = "_partitions.json";
+
+/// What one extracted backup holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionInfo {
+    pub date: String,
+    /// What the partitions were made from: a rerun redoes them when this changes.
+    pub inputs: ExtractInputs,
+    /// The table as the dump's CREATE TABLE declares it.
+    pub table: TableDef,
+    /// Rows per partition value, by file stem.
+    pub partitions: Vec<PartitionEntry>,
+    pub rows: u64,
+    /// Uncompressed bytes of SQL read.
+    pub sql_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionEntry {
+    /// The partition column's value (the source).
+    pub value: String,
+    /// File name without `.csv`: the value made safe for any file system.
+    pub stem: String,
+    pub rows: u64,
+}
+
+impl PartitionInfo {
+    /// The record in `dir` if there is one, readable and made from `inputs`.
+    pub fn load_valid(dir: &Path, inputs: &ExtractInputs) -> Option<PartitionInfo> {
+        let text = std::fs::read_to_string(dir.join(INFO_FILE)).ok()?;
+        let info: PartitionInfo = serde_json::from_str(&text).ok()?;
+        (info.inputs == *inputs).then_some(info)
+    }
+}
+
+/// Extracts `backup` into the folder `dest` (replaced whole when the extract is complete).
+pub fn extract(
+    backup: &Backup,
+    inputs: &ExtractInputs,
+    config: &Config,
+    dest: &Path,
+    on_read: OnRead,
+) -> Result<PartitionInfo> {
+    let staged = StagedDir::new(dest)?;
+    let info = extract_into(backup, inputs, config, staged.path(), on_read)
+        .with_context(|| format!("backup {}", backup.path.display()))?;
+    // A backup still being copied would give partitions of half a file.
+    let now = ExtractInputs::of(backup, config)?;
+    if (now.size, now.modified_unix_ns) != (inputs.size, inputs.modified_unix_ns) {
+        bail!(
+            "backup {} changed while it was read (size {} → {} bytes, or its modification \
+             time): a copy may still be running; wait until it is complete, then run again",
+            backup.path.display(),
+            inputs.size,
+            now.size
+        );
+    }
+    staged.commit()?;
+    Ok(info)
+}
+
+fn extract_into(
+    backup: &Backup,
+    inputs: &ExtractInputs,
+    config: &Config,
+    dir: &Path,
+    on_read: OnRead,
+) -> Result<PartitionInfo> {
+    let mut reader = DumpReader::new(open_backup(&backup.path, on_read)?);
+    let mut layout: Option<Layout> = None;
+    let mut table_def: Option<TableDef> = None;
+    let mut writers = PartitionWriters::new(dir, config.partition_format);
+    // For the INSERT being read: where each stored column is in its rows; None to skip.
+    let mut columns_in_rows: Option<Vec<usize>> = None;
+    let mut expected_width = 0;
+    loop {
+        let event = match reader.next_event() {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(e @ DumpError::Io { .. }) => bail!(
+                "{e}: the file is damaged or incomplete (an interrupted copy?); copy the \
+                 backup again, or move it out of the folder to migrate without it"
+            ),
+            Err(e) => return Err(anyhow!(e)),
+        };
+        // Errors are worded here and placed after the match, where the reader is free again.
+        let outcome: Result<(), String> = match event {
+            Event::CreateTable(table) if table.name == config.table => {
+                match Layout::new(&table, config) {
+                    Ok(checked) => {
+                        layout = Some(checked);
+                        table_def = Some(table);
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            }
+            Event::CreateTable(_) => Ok(()),
+            Event::Insert(head) if head.table == config.table => match &layout {
+                _ if interrupt::requested() => Err(interrupt::MESSAGE.into()),
+                None => Err(format!(
+                    "INSERT INTO `{}` comes before its CREATE TABLE; a dump must create the \
+                     table first",
+                    config.table
+                )),
+                Some(layout) => column_map(layout, &head).map(|(map, width)| {
+                    columns_in_rows = Some(map);
+                    expected_width = width;
+                }),
+            },
+            Event::Insert(_) => {
+                columns_in_rows = None;
+                Ok(())
+            }
+            Event::Row(row) => match (&columns_in_rows, &layout) {
+                (Some(_), _) if row.len() != expected_width => Err(format!(
+                    "a row of `{}` has {} values, but {} columns were expected",
+                    config.table,
+                    row.len(),
+                    expected_width
+                )),
+                (Some(map), Some(layout)) => writers.write_row(layout, map, row),
+                _ => Ok(()),
+            },
+        };
+        if let Err(message) = outcome {
+            interrupt::check()?;
+            bail!("{}: {message}", reader.position());
+        }
+    }
+    if reader.position().offset == 0 {
+        bail!("the file holds no SQL at all (an empty dump): replace it with a complete backup or remove it");
+    }
+    let Some(table) = table_def else {
+        bail!(
+            "the dump has no CREATE TABLE for `{}`; pass --table with the table to migrate",
+            config.table
+        );
+    };
+    let sql_bytes = reader.position().offset;
+    let partitions = writers.finish()?;
+    let info = PartitionInfo {
+        date: backup.stamp(),
+        inputs: inputs.clone(),
+        rows: partitions.iter().map(|p| p.rows).sum(),
+        table,
+        partitions,
+        sql_bytes,
+    };
+    let json = serde_json::to_string_pretty(&info)?;
+    let info_file = dir.join(INFO_FILE);
+    std::fs::write(&info_file, json)
+        .with_context(|| format!("cannot write {} in the work folder", info_file.display()))?;
+    Ok(info)
+}
+
+/// The table's `CREATE TABLE` in `backup`, read without going on to its rows.
+pub fn read_table(backup: &Backup, config: &Config) -> Result<TableDef> {
+    let context = || format!("backup {}", backup.path.display());
+    let mut reader = DumpReader::new(open_backup(&backup.path, Box::new(|_| {}))?);
+    while let Some(event) = reader
+        .next_event()
+        .map_err(|e| anyhow!(e))
+        .with_context(context)?
+    {
+        match event {
+            Event::CreateTable(table) if table.name == config.table => return Ok(table),
+            Event::Insert(head) if head.table == config.table => break,
+            _ => {}
+        }
+    }
+    Err(anyhow!(
+        "the dump has no CREATE TABLE for `{}` before its rows; pass --table with the table \
+         to migrate",
+        config.table
+    ))
+    .with_context(context)
+}
+
+/// Where each stored column sits in the rows of an INSERT, and how many values a row has.
+fn column_map(layout: &Layout, head: &InsertHead) -> Result<(Vec<usize>, usize), String> {
+    let Some(columns) = &head.columns else {
+        return Ok((layout.table_index.clone(), layout.table_width));
+    };
+    let map = layout
+        .names()
+        .map(|name| {
+            columns
+                .iter()
+                .position(|c| c == name)
+                .ok_or_else(|| format!("INSERT INTO `{}` lists no column `{name}`", head.table))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((map, columns.len()))
+}
+
+/// One partition file being written: CSV or Parquet.
+enum PartitionFile {
+    Csv(CsvPartition),
+    Parquet(ParquetPartition),
+}
+
+impl PartitionFile {
+    fn create(path: &Path, layout: &Layout, format: PartitionFormat) -> Result<Self, String> {
+        Ok(match format {
+            PartitionFormat::Csv => PartitionFile::Csv(CsvPartition::create(path, layout)?),
+            PartitionFormat::Parquet => {
+                PartitionFile::Parquet(ParquetPartition::create(path, layout)?)
+            }
+        })
+    }
+
+    fn write_row(&mut self, layout: &Layout, map: &[usize], row: &Row) -> Result<(), String> {
+        match self {
+            PartitionFile::Csv(file) => file.write_row(layout, map, row),
+            PartitionFile::Parquet(file) => file.write_row(layout, map, row),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            PartitionFile::Csv(file) => file.finish(),
+            PartitionFile::Parquet(file) => file.finish(),
+        }
+    }
+}
+
+struct PartitionWriter {
+    entry: PartitionEntry,
+    file: PartitionFile,
+}
+
+/// Routes each row to the file of its partition value, opening files as values appear.
+struct PartitionWriters {
+    dir: PathBuf,
+    format: PartitionFormat,
+    writers: Vec<PartitionWriter>,
+    by_value: HashMap<Vec<u8>, usize>,
+    /// The writer of the previous row: rows of one source mostly come in runs.
+    last: Option<(Vec<u8>, usize)>,
+}
+
+impl PartitionWriters {
+    fn new(dir: &Path, format: PartitionFormat) -> Self {
+        PartitionWriters {
+            dir: dir.to_path_buf(),
+            format,
+            writers: Vec::new(),
+            by_value: HashMap::new(),
+            last: None,
+        }
+    }
+
+    fn write_row(&mut self, layout: &Layout, map: &[usize], row: &Row) -> Result<(), String> {
+        let (_, value) = row.get(map[layout.partition]);
+        let index = match &self.last {
+            Some((last, index)) if last == value => *index,
+            _ => {
+                let index = match self.by_value.get(value) {
+                    Some(&index) => index,
+                    None => {
+                        let writer = self.open(layout, value)?;
+                        self.writers.push(writer);
+                        self.by_value.insert(value.to_vec(), self.writers.len() - 1);
+                        self.writers.len() - 1
+                    }
+                };
+                self.last = Some((value.to_vec(), index));
+                index
+            }
+        };
+        let writer = &mut self.writers[index];
+        writer.entry.rows += 1;
+        writer.file.write_row(layout, map, row)
+    }
+
+    fn open(&self, layout: &Layout, value: &[u8]) -> Result<PartitionWriter, String> {
+        let value = std::str::from_utf8(value)
+            .map_err(|_| "the partition column holds bytes that are not UTF-8".to_string())?;
+        let stem = file_stem(value);
+        let path = self.dir.join(format!("{stem}.{}", self.format.extension()));
+        Ok(PartitionWriter {
+            file: PartitionFile::create(&path, layout, self.format)?,
+            entry: PartitionEntry {
+                value: value.to_string(),
+                stem,
+                rows: 0,
+            },
+        })
+    }
+
+    fn finish(self) -> Result<Vec<PartitionEntry>> {
+        let mut entries = Vec::new();
+        for writer in self.writers {
+            writer.file.finish().context("cannot write a partition")?;
+            entries.push(writer.entry);
+        }
+        entries.sort_by(|a, b| a.value.cmp(&b.value));
+        Ok(entries)
+    }
+}
+
+/// A file name for a partition value: letters, digits, `-`, `_` and `.` stay, every other
+/// byte becomes `%XX`, so distinct values never share a file.
+pub fn file_stem(value: &str) -> String {
+    if value.is_empty() {
+        return "%".into();
+    }
+    let mut stem = String::with_capacity(value.len());
+    for (i, b) in value.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
+        if keep {
+            stem.push(b as char);
+        } else {
+            stem.push_str(&format!("%{b:02X}"));
+        }
+    }
+    stem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stems_are_safe_and_distinct() {
+        assert_eq!(file_stem("fb-survey"), "fb-survey");
+        assert_eq!(file_stem("a/b c"), "a%2Fb%20c");
+        assert_eq!(file_stem(".."), "%2E.");
+        assert_eq!(file_stem(""), "%");
+        assert_ne!(file_stem("a%2F"), file_stem("a/"));
+    }
+}
