@@ -40,24 +40,29 @@ def diff(con, old, new, columns, issues_path, removals_path):
 
 
 def partitions(root, out):
+    """The partitions tree migrate writes: date=YYYYMMDD/<source>.parquet (or .csv)."""
     con = duckdb.connect()
-    dates = sorted(d for d in os.listdir(root) if d.isdigit())
+    dates = sorted(d[len("date="):] for d in os.listdir(root) if d.startswith("date="))
     previous = None
     for date in dates:
-        info = json.load(open(os.path.join(root, date, "partitions.json")))
+        folder = os.path.join(root, "date=" + date)
+        info = json.load(open(os.path.join(folder, "_partitions.json")))
         columns = [c for c in info["table"]["columns"] if c["name"] != "id"]
         types = "{%s}" % ", ".join("'%s': '%s'" % (c["name"], TYPES[c["kind"]]) for c in columns)
         names = [c["name"] for c in columns]
+        extension = info["inputs"]["file_format"]
         stems = {p["stem"] for p in info["partitions"]}
         if previous:
             stems |= previous[1]
         os.makedirs(os.path.join(out, date), exist_ok=True)
         for stem in sorted(stems):
             def table(d, s):
-                path = os.path.join(root, d, s + ".csv")
+                path = os.path.join(root, "date=" + d, s + "." + extension)
                 if not os.path.exists(path):  # the source is absent from that backup
                     return "(SELECT %s WHERE false)" % ", ".join(
                         "NULL::%s AS %s" % (TYPES[c["kind"]], q(c["name"])) for c in columns)
+                if extension == "parquet":
+                    return "read_parquet('%s')" % path
                 return ("read_csv('%s', columns=%s, header=true, nullstr='', "
                         "allow_quoted_nulls=false)" % (path, types))
             old = table(previous[0], stem) if previous else None

@@ -55,11 +55,8 @@ impl Output {
         stem: &str,
         scratch: &std::path::Path,
     ) -> Result<(DataFrame, DataFrame)> {
-        let issues_file = ["sql", "csv"]
-            .iter()
-            .map(|ext| self.paths.issues_file(date, stem, ext))
-            .find(|p| p.exists());
-        let removals_file = Some(self.paths.removals_file(date, stem)).filter(|p| p.exists());
+        let issues_file = self.paths.existing_issues_file(date, stem);
+        let removals_file = self.paths.existing_removals_file(date, stem);
         Ok((
             read_issues(issues_file.as_deref(), &self.layout, scratch)?,
             read_removals(removals_file.as_deref(), &self.layout)?,

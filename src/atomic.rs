@@ -64,8 +64,18 @@ impl StagedDir {
 
     /// Flushes every file in the folder and renames it over the target.
     pub fn commit(self) -> Result<()> {
-        for entry in std::fs::read_dir(&self.temp)? {
-            File::open(entry?.path())?.sync_all()?;
+        let gone = || {
+            format!(
+                "the temporary folder {} in the work folder could not be read (was it \
+                 removed by another process?)",
+                self.temp.display()
+            )
+        };
+        for entry in std::fs::read_dir(&self.temp).with_context(gone)? {
+            let path = entry.with_context(gone)?.path();
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot flush {}", path.display()))?;
         }
         sync_dir(&self.temp)?;
         if self.target.exists() {

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
-use crate::config::{Config, OutputFormat, DEFAULT_KEY, DEFAULT_PATTERN};
+use crate::config::{Config, OutputFormat, PartitionFormat, DEFAULT_KEY, DEFAULT_PATTERN};
 use crate::pipeline::Stages;
+use crate::target::parse_target_ddl;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -193,6 +194,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub target_table: Option<String>,
 
+    /// CREATE TABLE of the table the SQL output loads into (as SHOW CREATE TABLE prints it,
+    /// e.g. Epidata's covidcast): the INSERTs fill its columns (is_latest_issue, is_wip,
+    /// missing_* too) and keep is_latest_issue right when files load in date order
+    #[arg(long, value_name = "FILE")]
+    pub target_ddl: Option<PathBuf>,
+
     /// Columns that identify a row, comma-separated
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_KEY.map(String::from))]
     pub key: Vec<String>,
@@ -208,6 +215,10 @@ pub struct RunArgs {
     /// Column whose values split the work and the output files
     #[arg(long, default_value = "source")]
     pub partition_column: String,
+
+    /// How extraction stores the partitions (see the README for why Parquet is the default)
+    #[arg(long, value_enum, default_value_t = PartitionFormat::Parquet)]
+    pub partition_format: PartitionFormat,
 
     /// Regular expression for backup file names; its `date` group holds YYYYMMDD
     #[arg(long, default_value = DEFAULT_PATTERN)]
@@ -289,12 +300,38 @@ impl RunArgs {
         if self.jobs == Some(0) {
             return Err("--jobs must be at least 1".into());
         }
-        config.target_table = self.target_table.unwrap_or_else(|| self.table.clone());
+        if let Some(path) = &self.target_ddl {
+            if self.format != OutputFormat::Sql {
+                return Err(
+                    "--target-ddl describes the table SQL output loads into; it needs \
+                            --format sql"
+                        .into(),
+                );
+            }
+            if self.target_table.is_some() {
+                return Err(
+                    "--target-table and --target-ddl both name the target table; the \
+                            name comes from the CREATE TABLE of --target-ddl"
+                        .into(),
+                );
+            }
+            let sql = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --target-ddl {}: {e}", path.display()))?;
+            let target = parse_target_ddl(&sql)
+                .map_err(|e| format!("--target-ddl {}: {e}", path.display()))?;
+            config.target_table = target.name.clone();
+            config.target = Some(target);
+        }
+        let target_table = self.target_table.unwrap_or_else(|| self.table.clone());
+        if config.target.is_none() {
+            config.target_table = target_table;
+        }
         config.table = self.table;
         config.key = self.key;
         config.id_column = self.id_column;
         config.ignore_columns = self.ignore_columns;
         config.partition_column = self.partition_column;
+        config.partition_format = self.partition_format;
         config.pattern = pattern;
         config.format = self.format;
         config.chunk_rows = self.chunk_rows;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
+use crate::target::TargetTable;
+
 /// Columns of Delphi's `covidcast` table that identify a measurement.
 pub const DEFAULT_KEY: [&str; 6] = [
     "source",
@@ -24,13 +26,45 @@ pub enum OutputFormat {
     Sql,
     /// CSV with a header; NULL is an empty field, the empty string is "".
     Csv,
+    /// Parquet with typed columns: the CSV's columns, `issue` and `lag` as integers.
+    Parquet,
 }
 
 impl OutputFormat {
+    /// Extensions of the issue files of every format.
+    pub const EXTENSIONS: [&'static str; 3] = ["sql", "csv", "parquet"];
+
     pub fn extension(self) -> &'static str {
         match self {
             OutputFormat::Sql => "sql",
             OutputFormat::Csv => "csv",
+            OutputFormat::Parquet => "parquet",
+        }
+    }
+
+    /// Removals are CSV but for Parquet output, where they are Parquet too.
+    pub fn removals_extension(self) -> &'static str {
+        match self {
+            OutputFormat::Parquet => "parquet",
+            _ => "csv",
+        }
+    }
+}
+
+/// How extraction stores the partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PartitionFormat {
+    /// Typed columns, text dictionary-encoded: read without parsing, a fraction of the size.
+    Parquet,
+    /// Text, one line per row: for reading with text tools.
+    Csv,
+}
+
+impl PartitionFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            PartitionFormat::Parquet => "parquet",
+            PartitionFormat::Csv => "csv",
         }
     }
 }
@@ -54,6 +88,7 @@ pub struct Config {
     pub ignore_columns: Vec<String>,
     /// Column whose values split the work (one partition per value).
     pub partition_column: String,
+    pub partition_format: PartitionFormat,
     pub pattern: Regex,
     pub format: OutputFormat,
     /// Rows per INSERT statement in SQL output.
@@ -66,6 +101,9 @@ pub struct Config {
     pub dry_run: bool,
     /// Memory the diff units may use together; None: 80% of the available memory.
     pub memory_limit: Option<u64>,
+    /// The table the SQL output loads into (`--target-ddl`); None: the dump's columns, then
+    /// `issue` and `lag`.
+    pub target: Option<TargetTable>,
 }
 
 impl Config {
@@ -82,6 +120,7 @@ impl Config {
             id_column: "id".into(),
             ignore_columns: Vec::new(),
             partition_column: "source".into(),
+            partition_format: PartitionFormat::Parquet,
             pattern: Regex::new(DEFAULT_PATTERN).expect("the default pattern is valid"),
             format: OutputFormat::Sql,
             chunk_rows: 1000,
@@ -89,6 +128,7 @@ impl Config {
             fresh: false,
             dry_run: false,
             memory_limit: None,
+            target: None,
         }
     }
 }

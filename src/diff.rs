@@ -26,7 +26,7 @@ pub struct DiffResult {
     /// `ADDED` (bool: new key, not a revision) and, for a compared `value` column, the
     /// revised row's earlier value as `PREVIOUS_VALUE`.
     pub issues: DataFrame,
-    /// Keys that disappeared, sorted.
+    /// Rows that disappeared (every stored column, as in the older backup), sorted by key.
     pub removed: DataFrame,
     pub added: usize,
     pub changed: usize,
@@ -52,25 +52,15 @@ pub fn schema(layout: &Layout) -> Schema {
         .collect()
 }
 
-/// Reads one partition CSV; a missing file is an empty partition.
+/// Reads one partition (Parquet or CSV, by its extension); a missing file is an empty
+/// partition.
 pub fn read_partition(path: Option<&Path>, layout: &Layout) -> Result<DataFrame> {
-    let schema = Arc::new(schema(layout));
-    let Some(path) = path else {
-        return Ok(DataFrame::empty_with_schema(&schema));
-    };
-    CsvReadOptions::default()
-        .with_has_header(true)
-        .with_schema(Some(schema))
-        .with_rechunk(true)
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .and_then(|reader| reader.finish())
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("cannot read the partition {}", path.display()))
+    read_partition_where(path, layout, None)
 }
 
 /// One bucket of a partition too large to diff whole: the rows whose `time_value` is `bucket`
 /// modulo `buckets`. A key always falls in the same bucket of both backups, so bucket by
-/// bucket diffs add up to the whole diff; the filter is applied while the CSV is read, so
+/// bucket diffs add up to the whole diff; the filter is applied while the file is read, so
 /// only one bucket is held in memory.
 pub fn read_partition_bucket(
     path: Option<&Path>,
@@ -78,10 +68,6 @@ pub fn read_partition_bucket(
     bucket: usize,
     buckets: usize,
 ) -> Result<DataFrame> {
-    let schema = Arc::new(schema(layout));
-    let Some(path) = path else {
-        return Ok(DataFrame::empty_with_schema(&schema));
-    };
     let time_value = layout
         .names()
         .nth(layout.time_value)
@@ -89,13 +75,65 @@ pub fn read_partition_bucket(
     let k = lit(buckets as i64);
     // Remainders of negative numbers are negative: shift them into 0..k.
     let in_bucket = ((col(time_value) % k.clone() + k.clone()) % k).eq(lit(bucket as i64));
-    LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
-        .with_has_header(true)
-        .with_schema(Some(schema))
-        .finish()
-        .and_then(|frame| frame.filter(in_bucket).collect())
+    read_partition_where(path, layout, Some(in_bucket))
+}
+
+fn read_partition_where(
+    path: Option<&Path>,
+    layout: &Layout,
+    filter: Option<Expr>,
+) -> Result<DataFrame> {
+    let schema = Arc::new(schema(layout));
+    let Some(path) = path else {
+        return Ok(DataFrame::empty_with_schema(&schema));
+    };
+    let frame = if is_parquet(path) {
+        scan_parquet(path, layout)
+    } else if filter.is_none() {
+        // The eager reader: for a whole CSV file it is faster than a scan.
+        let frame = CsvReadOptions::default()
+            .with_has_header(true)
+            .with_schema(Some(schema))
+            .with_rechunk(true)
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|reader| reader.finish());
+        frame.map(|frame| frame.lazy())
+    } else {
+        LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+            .with_has_header(true)
+            .with_schema(Some(schema))
+            .finish()
+    };
+    let frame = match filter {
+        Some(filter) => frame.map(|f| f.filter(filter)),
+        None => frame,
+    };
+    frame
+        .and_then(|f| f.collect())
+        .map(|mut frame| {
+            frame.rechunk_mut();
+            frame
+        })
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot read the partition {}", path.display()))
+}
+
+pub fn is_parquet(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "parquet")
+}
+
+/// Scans a Parquet file of `migrate`'s (a partition, issues or removals) with its text key
+/// columns as categoricals of the one global mapping, as the diff joins them.
+pub fn scan_parquet(path: &Path, layout: &Layout) -> PolarsResult<LazyFrame> {
+    let mut args = ScanArgsParquet::default();
+    // A `date=` folder in the path is not a column: the file alone is complete.
+    args.hive_options.enabled = Some(false);
+    let as_categorical: Vec<Expr> = (layout.columns.iter())
+        .filter(|c| c.is_key && c.kind == ColumnKind::Text)
+        .map(|c| col(c.name.as_str()).cast(DataType::from_categories(Categories::global())))
+        .collect();
+    let source = PlRefPath::new(path.to_string_lossy().as_ref());
+    LazyFrame::scan_parquet(source, args).map(|f| f.with_columns(as_categorical))
 }
 
 pub fn key_exprs(layout: &Layout) -> Vec<Expr> {
@@ -172,7 +210,7 @@ pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<D
         let mut selected = stored;
         selected.push(lit(true).alias(ADDED));
         let issues = sort_by_key(new.lazy(), layout).select(selected).collect()?;
-        let removed = DataFrame::empty_with_schema(&key_schema(layout));
+        let removed = DataFrame::empty_with_schema(&removed_schema(layout));
         return Ok(DiffResult {
             added: issues.height(),
             changed: 0,
@@ -182,8 +220,14 @@ pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<D
         });
     };
     let compared = layout.compared_names();
+    // Every non-key column of the older side: compared ones decide what changed, and a
+    // removed row keeps all of its last values.
+    let carried: Vec<&str> = (layout.columns.iter())
+        .filter(|c| !c.is_key)
+        .map(|c| c.name.as_str())
+        .collect();
     let mut old_side: Vec<Expr> = keys.clone();
-    old_side.extend(suffixed(&compared, OLD_SUFFIX));
+    old_side.extend(suffixed(&carried, OLD_SUFFIX));
     old_side.push(lit(true).alias(IN_OLD));
     let mut new_side = stored.clone();
     new_side.push(lit(true).alias(IN_NEW));
@@ -227,7 +271,13 @@ pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<D
     .select(selected)
     .collect()?;
     let added = issues.column(ADDED)?.bool()?.sum().unwrap_or(0) as usize;
-    let removed = sort_by_key(joined.lazy().filter(in_new.not()).select(keys), layout).collect()?;
+    let mut last_values = keys;
+    last_values.extend((carried.iter()).map(|c| col(format!("{c}{OLD_SUFFIX}")).alias(*c)));
+    let removed = joined.lazy().filter(in_new.not()).select(last_values);
+    // Back in table order, the order every other frame of a unit has.
+    let removed = sort_by_key(removed, layout)
+        .select(layout.names().map(col).collect::<Vec<_>>())
+        .collect()?;
     Ok(DiffResult {
         changed: issues.height() - added,
         added,
@@ -260,10 +310,10 @@ pub fn combine(parts: Vec<DiffResult>, layout: &Layout) -> Result<DiffResult> {
     })
 }
 
-fn key_schema(layout: &Layout) -> Schema {
+/// The columns of removed rows: every stored column, text as strings.
+fn removed_schema(layout: &Layout) -> Schema {
     schema(layout)
         .iter()
-        .filter(|(name, _)| layout.key_names().contains(&name.as_str()))
         .map(|(name, dtype)| {
             let dtype = if dtype.is_categorical() {
                 DataType::String

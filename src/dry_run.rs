@@ -6,17 +6,28 @@ use std::fmt::Write as _;
 use anyhow::Result;
 
 use crate::config::Config;
+use crate::lock::lock_holder;
 use crate::pipeline::Stages;
-use crate::plan::{Plan, CSV_PER_SQL, GZIP_RATIO};
+use crate::plan::{partition_bytes_per_sql, Plan, GZIP_RATIO};
 use crate::schedule::{buckets_for, estimate_diff_bytes, memory_budget};
 use crate::state::Paths;
 
 pub fn describe(config: &Config, stages: Stages) -> Result<String> {
     let paths = Paths::new(config);
     let plan = Plan::new(config, &paths)?;
+    plan.check_target(config)?;
+    let format = config.partition_format;
+    let per_sql = partition_bytes_per_sql(format);
     let mut text = String::new();
     let w = &mut text;
     writeln!(w, "dry run: nothing is written")?;
+    if let Some(holder) = lock_holder(&config.work) {
+        writeln!(
+            w,
+            "a run is in progress in {} ({holder}): this plan shows its progress so far",
+            config.work.display()
+        )?;
+    }
     writeln!(
         w,
         "backups in {}: {}",
@@ -82,7 +93,7 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
             None => {
                 // Sources are unknown until extraction: bound the pair by whole backups.
                 let before = index.checked_sub(1).map_or(0, |i| sql_estimate[i]);
-                let bytes = ((before + sql_estimate[index]) as f64 * CSV_PER_SQL) as u64;
+                let bytes = ((before + sql_estimate[index]) as f64 * per_sql) as u64;
                 unknown.push((plan.extracts[index].backup.stamp(), bytes));
             }
         }
@@ -90,8 +101,8 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
     if stages != Stages::Extract {
         let budget = memory_budget(config);
         let describe = |bytes: u64| {
-            let buckets = buckets_for(bytes, budget);
-            let peak = human(estimate_diff_bytes(bytes / buckets as u64));
+            let buckets = buckets_for(bytes, budget, format);
+            let peak = human(estimate_diff_bytes(bytes / buckets as u64, format));
             match buckets {
                 1 => format!("estimated peak {peak}"),
                 n => format!("split into {n} parts of estimated peak {peak}"),
@@ -118,7 +129,10 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
             .map(|(_, b)| *b)
             .max()
             .unwrap_or(0);
-        let largest_peak = estimate_diff_bytes(largest / buckets_for(largest, budget) as u64);
+        let largest_peak = estimate_diff_bytes(
+            largest / buckets_for(largest, budget, format) as u64,
+            format,
+        );
         let fit = (budget / largest_peak.max(1)).max(1) as usize;
         writeln!(
             w,
@@ -146,7 +160,7 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
         w,
         "needs: about {} of SQL to read, {} of disk for partitions in {}",
         human(total_sql),
-        human((total_sql as f64 * CSV_PER_SQL) as u64),
+        human((total_sql as f64 * per_sql) as u64),
         config.work.display()
     )?;
     writeln!(

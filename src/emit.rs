@@ -7,14 +7,18 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::NaiveDate;
-use polars::prelude::{DataFrame, DataType, Float64Chunked, Int64Chunked, StringChunked};
+use polars::prelude::{
+    DataFrame, DataType, Float64Chunked, Int64Chunked, IntoColumn, ParquetWriter, StringChunked,
+};
 
 use crate::atomic::write_file;
 use crate::backfill::Revisions;
 use crate::config::OutputFormat;
 use crate::diff::{ADDED, PREVIOUS_VALUE, VALUE};
+use crate::epiweek::yyyymmdd;
 use crate::lag::issue_and_lag;
 use crate::layout::Layout;
+use crate::target::{Fill, TargetPlan, MISSING_DELETED, MISSING_OTHER};
 
 /// One column's values, typed.
 enum Cells {
@@ -62,8 +66,27 @@ pub struct EmitContext<'a> {
     pub target_table: &'a str,
     pub format: OutputFormat,
     pub chunk_rows: usize,
+    /// The table the SQL loads into (`--target-ddl`); None: the dump's columns, then
+    /// `issue` and `lag`.
+    pub target: Option<&'a TargetPlan>,
 }
 
+impl EmitContext<'_> {
+    /// The columns of an output row and where each comes from.
+    fn fills(&self) -> Vec<(&str, Fill)> {
+        match self.target {
+            Some(plan) => plan
+                .columns
+                .iter()
+                .map(|(name, fill)| (name.as_str(), *fill))
+                .collect(),
+            None => (self.layout.names().enumerate())
+                .map(|(i, name)| (name, Fill::Stored(i)))
+                .chain([("issue", Fill::Issue), ("lag", Fill::Lag)])
+                .collect(),
+        }
+    }
+}
 /// Writes rows as CSV with a header, or as INSERT statements of at most `chunk_rows` rows.
 struct RowWriter<'a> {
     format: OutputFormat,
@@ -116,6 +139,7 @@ impl<'a> RowWriter<'a> {
     ) -> Result<()> {
         match self.format {
             OutputFormat::Csv => write_csv_line(out, cells)?,
+            OutputFormat::Parquet => bail!("Parquet files are written whole, not row by row"),
             OutputFormat::Sql => {
                 if self.rows.is_multiple_of(self.chunk_rows) {
                     if self.rows > 0 {
@@ -163,8 +187,16 @@ pub struct IssueStats {
     pub revisions: Revisions,
 }
 
-/// Writes the issue rows (sorted already) to `path`, adding `issue` and `lag`.
-pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Result<IssueStats> {
+/// Writes the issue rows (sorted already) to `path`, adding `issue` and `lag`. For a
+/// target table that tracks `is_latest_issue`, the file also keeps that flag right when
+/// the files are loaded in date order; `removed` (the removed keys with their last values)
+/// then become rows of their own or lose the flag.
+pub fn write_issues(
+    path: &Path,
+    issues: &DataFrame,
+    removed: &DataFrame,
+    ctx: &EmitContext,
+) -> Result<IssueStats> {
     let names: Vec<&str> = ctx.layout.names().collect();
     let columns = cells_of(issues, &names)?;
     let added = issues.column(ADDED)?.bool()?.clone();
@@ -174,10 +206,38 @@ pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Resul
     };
     let (value, previous) = (float_column(VALUE), float_column(PREVIOUS_VALUE));
     let mut stats = IssueStats::default();
-    let time_type = &columns[ctx.layout.time_type];
-    let time_value = &columns[ctx.layout.time_value];
-    let mut header: Vec<&str> = names.clone();
-    header.extend(["issue", "lag"]);
+    let fills = ctx.fills();
+    let header: Vec<&str> = fills.iter().map(|(name, _)| *name).collect();
+    // Two backups of one epiweek give a weekly row the same `issue` twice: in a table
+    // keyed like Epidata's (the key plus `issue`) the later backup's row replaces it.
+    let update: Vec<&str> = fills
+        .iter()
+        .filter(|(_, fill)| match fill {
+            Fill::Stored(i) => !ctx.layout.columns[*i].is_key,
+            fill => *fill != Fill::Issue,
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    let table = ctx.target.map_or(ctx.target_table, |t| t.table.as_str());
+    let mut issue_lag = Vec::with_capacity(issues.height());
+    for row in 0..issues.height() {
+        let (issue, lag) = issue_and_lag_of(&|i| columns[i].get(row), ctx)?;
+        stats.from_the_future += usize::from(lag < 0);
+        if added.get(row) == Some(false) {
+            let at = |c: &Option<Float64Chunked>| c.as_ref().and_then(|c| c.get(row));
+            stats.revisions.record(lag, at(&value), at(&previous));
+        }
+        issue_lag.push((issue, lag));
+    }
+    if ctx.format == OutputFormat::Parquet {
+        let mut frame = issues.select(names)?;
+        let (issue, lag): (Vec<i64>, Vec<i64>) = issue_lag.into_iter().unzip();
+        frame.with_column(Int64Chunked::from_vec("issue".into(), issue).into_column())?;
+        frame.with_column(Int64Chunked::from_vec("lag".into(), lag).into_column())?;
+        write_parquet(path, &mut frame)?;
+        return Ok(stats);
+    }
+    let mut latest = LatestIssues::new(ctx);
     write_file(path, |out| {
         if ctx.format == OutputFormat::Sql {
             let previous = ctx
@@ -193,40 +253,221 @@ pub fn write_issues(path: &Path, issues: &DataFrame, ctx: &EmitContext) -> Resul
                 ctx.date.format("%Y%m%d"),
             )?;
         }
-        // Two backups of one epiweek give a weekly row the same `issue` twice: in a table
-        // keyed like Epidata's (the key plus `issue`) the later backup's row replaces it.
-        let mut update: Vec<&str> = ctx
-            .layout
-            .columns
-            .iter()
-            .filter(|c| !c.is_key)
-            .map(|c| c.name.as_str())
-            .collect();
-        update.push("lag");
         let mut writer = RowWriter::start(
             out,
             ctx.format,
-            ctx.target_table,
-            header,
+            table,
+            header.clone(),
             ctx.chunk_rows,
             &update,
         )?;
-        for row in 0..issues.height() {
-            let (issue, lag) = issue_and_lag_of(row, time_type, time_value, ctx.date)?;
-            stats.from_the_future += usize::from(lag < 0);
-            if added.get(row) == Some(false) {
-                let at = |c: &Option<Float64Chunked>| c.as_ref().and_then(|c| c.get(row));
-                stats.revisions.record(lag, at(&value), at(&previous));
-            }
-            let cells = columns
-                .iter()
-                .map(|c| c.get(row))
-                .chain([Cell::Integer(issue), Cell::Integer(lag)]);
-            writer.row(out, cells)?;
+        let mut row_cells = Vec::with_capacity(fills.len());
+        for (row, &(issue, lag)) in issue_lag.iter().enumerate() {
+            let stored = |i: usize| columns[i].get(row);
+            fill_row(&mut row_cells, &fills, &stored, issue, lag, false, ctx)?;
+            writer.row(out, row_cells.iter().copied())?;
+            latest.inserted(&stored, issue);
         }
-        writer.finish(out)
+        writer.finish(out)?;
+        if let Some(plan) = ctx.target.filter(|p| p.maintains_latest || p.removal_rows) {
+            let removed_columns = cells_of(removed, &names)?;
+            if plan.removal_rows {
+                writeln!(
+                    out,
+                    "-- keys missing from this backup: a row each, marked deleted"
+                )?;
+                let mut writer =
+                    RowWriter::start(out, ctx.format, table, header, ctx.chunk_rows, &update)?;
+                for row in 0..removed.height() {
+                    let stored = |i: usize| removed_columns[i].get(row);
+                    let (issue, lag) = issue_and_lag_of(&stored, ctx)?;
+                    fill_row(&mut row_cells, &fills, &stored, issue, lag, true, ctx)?;
+                    writer.row(out, row_cells.iter().copied())?;
+                    latest.inserted(&stored, issue);
+                }
+                writer.finish(out)?;
+            } else {
+                latest.write_unflag_removed(out, &removed_columns, removed.height())?;
+            }
+            latest.write_unflag_older(out)?;
+        }
+        Ok(())
     })?;
     Ok(stats)
+}
+
+/// Fills `cells` with one output row: the stored columns' values, `issue`, `lag` and the
+/// target's own columns. A removal's row (`deleted`) has NULL in every column that has a
+/// missingness code, and the code 4.
+fn fill_row<'c>(
+    cells: &mut Vec<Cell<'c>>,
+    fills: &[(&str, Fill)],
+    stored: &dyn Fn(usize) -> Cell<'c>,
+    issue: i64,
+    lag: i64,
+    deleted: bool,
+    ctx: &EmitContext,
+) -> Result<()> {
+    let has_code = |i: usize| fills.iter().any(|(_, f)| *f == Fill::Missing(i));
+    cells.clear();
+    for (name, fill) in fills {
+        let cell = match *fill {
+            Fill::Stored(i) if deleted && has_code(i) => Cell::Null,
+            Fill::Stored(i) => stored(i),
+            Fill::Issue => Cell::Integer(issue),
+            Fill::Lag => Cell::Integer(lag),
+            Fill::LatestIssue => Cell::Integer(1),
+            Fill::Wip => {
+                let signal = ctx.layout.names().position(|n| n == "signal");
+                let wip =
+                    matches!(signal.map(stored), Some(Cell::Text(s)) if TargetPlan::is_wip(s));
+                Cell::Integer(i64::from(wip))
+            }
+            Fill::Missing(_) if deleted => Cell::Integer(MISSING_DELETED),
+            Fill::Missing(i) if stored(i) == Cell::Null => Cell::Integer(MISSING_OTHER),
+            Fill::Missing(_) => Cell::Integer(0),
+        };
+        if let (Fill::Stored(i), Cell::Null, Some(plan)) = (fill, cell, ctx.target) {
+            if plan.not_null[*i] {
+                let key: Vec<String> = (ctx.layout.columns.iter().enumerate())
+                    .filter(|(_, c)| c.is_key)
+                    .map(|(k, _)| describe_cell(stored(k)))
+                    .collect();
+                bail!(
+                    "the row with the key ({}) has NULL in `{name}`, which the target table \
+                     `{}` declares NOT NULL, so its file would not load; make `{name}` \
+                     nullable in the target (as Epidata's 2021 table does), or migrate into \
+                     another table",
+                    key.join(", "),
+                    plan.table
+                );
+            }
+        }
+        cells.push(cell);
+    }
+    Ok(())
+}
+
+fn describe_cell(cell: Cell) -> String {
+    match cell {
+        Cell::Null => "NULL".into(),
+        Cell::Text(t) => format!("'{t}'"),
+        Cell::Integer(v) => v.to_string(),
+        Cell::Float(v) => format_float(v),
+    }
+}
+
+/// The statements that keep `is_latest_issue` right, set-based: the rows a file inserts
+/// are the newest issues of their keys (files load in date order), so older issues of the
+/// same keys lose the flag, found through the index that leads with the key's
+/// `issue_prefix` columns and `issue`.
+struct LatestIssues<'a> {
+    ctx: &'a EmitContext<'a>,
+    /// `(prefix values..., issue)` tuples as SQL, of every row inserted.
+    inserted: std::collections::BTreeSet<Vec<u8>>,
+    prefix: Vec<usize>,
+}
+
+impl<'a> LatestIssues<'a> {
+    fn new(ctx: &'a EmitContext<'a>) -> LatestIssues<'a> {
+        let prefix = ctx.target.map_or(Vec::new(), |plan| {
+            (plan.issue_prefix.iter())
+                .filter_map(|name| ctx.layout.names().position(|n| n == name))
+                .collect()
+        });
+        LatestIssues {
+            ctx,
+            inserted: Default::default(),
+            prefix,
+        }
+    }
+
+    fn inserted<'c>(&mut self, stored: &dyn Fn(usize) -> Cell<'c>, issue: i64) {
+        if self.prefix.is_empty() {
+            return;
+        }
+        let mut tuple = Vec::new();
+        let cells = self.prefix.iter().map(|&i| stored(i));
+        write_sql_tuple(&mut tuple, cells.chain([Cell::Integer(issue)]))
+            .expect("key cells are finite");
+        self.inserted.insert(tuple);
+    }
+
+    fn key_columns(&self, alias: &str) -> Vec<String> {
+        self.ctx
+            .layout
+            .key_names()
+            .iter()
+            .map(|k| format!("{alias}{}", quote_name(k)))
+            .collect()
+    }
+
+    /// Older issues of the keys just inserted are no longer the latest.
+    fn write_unflag_older(&self, out: &mut dyn Write) -> Result<()> {
+        let Some(plan) = self.ctx.target.filter(|p| p.maintains_latest) else {
+            return Ok(());
+        };
+        if self.inserted.is_empty() {
+            return Ok(());
+        }
+        let table = quote_name(&plan.table);
+        let mut newer: Vec<String> = (plan.issue_prefix.iter())
+            .map(|c| format!("`newer`.{}", quote_name(c)))
+            .collect();
+        newer.push("`newer`.`issue`".into());
+        writeln!(
+            out,
+            "-- older issues of the keys above are no longer the latest\n\
+             UPDATE {table} AS `older` JOIN {table} AS `newer` USING ({})\n\
+             SET `older`.`is_latest_issue` = 0\n\
+             WHERE `older`.`is_latest_issue` = 1 AND `older`.`issue` < `newer`.`issue`\n\
+             AND ({}) IN (",
+            self.key_columns("").join(","),
+            newer.join(",")
+        )?;
+        for (i, tuple) in self.inserted.iter().enumerate() {
+            out.write_all(if i == 0 { b"(" } else { b",\n(" })?;
+            out.write_all(tuple)?;
+            out.write_all(b")")?;
+        }
+        writeln!(out, ");")?;
+        Ok(())
+    }
+
+    /// Without rows of their own, removed keys simply lose the flag: no row is the latest.
+    fn write_unflag_removed(
+        &self,
+        out: &mut dyn Write,
+        removed: &[Cells],
+        rows: usize,
+    ) -> Result<()> {
+        let Some(plan) = self.ctx.target.filter(|p| p.maintains_latest) else {
+            return Ok(());
+        };
+        let key: Vec<usize> = (self.ctx.layout.columns.iter().enumerate())
+            .filter(|(_, c)| c.is_key)
+            .map(|(i, _)| i)
+            .collect();
+        let starts = (0..rows).step_by(self.ctx.chunk_rows);
+        for start in starts {
+            if start == 0 {
+                writeln!(out, "-- keys missing from this backup are no longer served")?;
+            }
+            write!(
+                out,
+                "UPDATE {} SET `is_latest_issue` = 0\nWHERE `is_latest_issue` = 1 AND ({}) IN (",
+                quote_name(&plan.table),
+                self.key_columns("").join(",")
+            )?;
+            for row in start..rows.min(start + self.ctx.chunk_rows) {
+                out.write_all(if row == start { b"(" } else { b",\n(" })?;
+                write_sql_tuple(out, key.iter().map(|&i| removed[i].get(row)))?;
+                out.write_all(b")")?;
+            }
+            writeln!(out, ");")?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes a table's rows (every stored column, no `issue` or `lag`), as `asof` does.
@@ -238,6 +479,10 @@ pub fn write_table(
     table: &str,
 ) -> Result<()> {
     let names: Vec<&str> = layout.names().collect();
+    if format == OutputFormat::Parquet {
+        ParquetWriter::new(out).finish(&mut frame.select(names)?)?;
+        return Ok(());
+    }
     let columns = cells_of(frame, &names)?;
     let mut writer = RowWriter::start(out, format, table, names, 1000, &[])?;
     for row in 0..frame.height() {
@@ -246,26 +491,33 @@ pub fn write_table(
     writer.finish(out)
 }
 
-fn issue_and_lag_of(
-    row: usize,
-    time_type: &Cells,
-    time_value: &Cells,
-    date: NaiveDate,
+fn issue_and_lag_of<'c>(
+    stored: &dyn Fn(usize) -> Cell<'c>,
+    ctx: &EmitContext,
 ) -> Result<(i64, i64)> {
-    let (Cell::Text(kind), Cell::Integer(value)) = (time_type.get(row), time_value.get(row)) else {
+    let (Cell::Text(kind), Cell::Integer(value)) =
+        (stored(ctx.layout.time_type), stored(ctx.layout.time_value))
+    else {
         bail!("a row has no time_type or time_value (NULL), so its lag is undefined");
     };
-    issue_and_lag(kind, value, date).map_err(|e| anyhow!("{e}"))
+    issue_and_lag(kind, value, ctx.date).map_err(|e| anyhow!("{e}"))
 }
 
 /// Writes the removed keys with the date of the backup they are missing from.
 pub fn write_removals(path: &Path, removed: &DataFrame, ctx: &EmitContext) -> Result<()> {
     let names = ctx.layout.key_names();
+    if ctx.format == OutputFormat::Parquet {
+        let mut frame = removed.select(names.iter().copied())?;
+        let stamp = yyyymmdd(ctx.date);
+        let removed = Int64Chunked::from_vec("removed".into(), vec![stamp; frame.height()]);
+        frame.with_column(removed.into_column())?;
+        return write_parquet(path, &mut frame);
+    }
     let columns = names
         .iter()
         .map(|name| Cells::of(removed, name))
         .collect::<Result<Vec<_>>>()?;
-    let stamp: i64 = ctx.date.format("%Y%m%d").to_string().parse()?;
+    let stamp = yyyymmdd(ctx.date);
     write_file(path, |out| {
         let header = names.iter().copied().chain(["removed"]);
         write_csv_line(out, header.map(Cell::Text))?;
@@ -273,6 +525,15 @@ pub fn write_removals(path: &Path, removed: &DataFrame, ctx: &EmitContext) -> Re
             let cells = columns.iter().map(|c| c.get(row));
             write_csv_line(out, cells.chain([Cell::Integer(stamp)]))?;
         }
+        Ok(())
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a frame as one Parquet file, atomically like every output file.
+fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<()> {
+    write_file(path, |out| {
+        ParquetWriter::new(out).finish(frame)?;
         Ok(())
     })
     .with_context(|| format!("cannot write {}", path.display()))

@@ -4,7 +4,8 @@ use clap::Parser;
 use migrate::asof::asof;
 use migrate::cli::{Action, Cli, LogFormat, RunArgs};
 use migrate::config::Config;
-use migrate::exit_codes::ExitStatus;
+use migrate::exit_codes::{ExitStatus, UsageError};
+use migrate::lock::Busy;
 use migrate::pipeline::{run, RunSummary};
 use migrate::plot::{plot, PlotRequest};
 use migrate::verify::verify;
@@ -78,6 +79,10 @@ fn main() -> ExitCode {
             eprintln!("error: {error}");
             ExitStatus::Usage.into()
         }
+        Err(error) if error.is::<Busy>() => {
+            eprintln!("error: {error}");
+            ExitStatus::Busy.into()
+        }
         Err(_) if interrupt::requested() => {
             eprintln!("interrupted: finished units are kept; run the same command again to resume");
             ExitStatus::Interrupted.into()
@@ -88,11 +93,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// A command line that cannot be run as given (exit status 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UsageError(String);
 
 /// Sets up logging and Ctrl-C from the flags, checks them into a `Config`, and runs `body`.
 fn with_config(

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -19,13 +19,15 @@ use crate::dump::TableDef;
 use crate::emit::{write_issues, write_removals, EmitContext};
 use crate::interrupt;
 use crate::layout::Layout;
+use crate::lock::lock_work_folder;
 use crate::partition::{extract, PartitionInfo};
 use crate::plan::{DiffUnit, Plan};
 use crate::progress::Progress;
 use crate::schedule::{
     buckets_for, current_rss, estimate_diff_bytes, memory_budget, run_within_budget,
 };
-use crate::state::{remove, remove_leftovers, DiffRecord, OutputTable, Paths};
+use crate::state::{partition_dir_name, remove, remove_leftovers, DiffRecord, OutputTable, Paths};
+use crate::target::TargetPlan;
 
 /// Which stages a command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,13 @@ pub struct RunSummary {
 pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     let started = Instant::now();
     let paths = Paths::new(config);
+    if config.target.is_some() {
+        // Before anything is removed or written: a table the output cannot load into is a
+        // wrong command line, not a failed run.
+        Plan::new(config, &paths)?.check_target(config)?;
+    }
+    // Held to the end: a second run in the same folder would remove this one's work.
+    let _lock = lock_work_folder(&config.work)?;
     if config.fresh {
         for root in paths.dated_roots() {
             remove(root)?;
@@ -199,9 +208,13 @@ fn remove_stale_dates(plan: &Plan, paths: &Paths, stages: Stages) -> Result<()> 
         let Ok(entries) = std::fs::read_dir(root) else {
             continue;
         };
+        let is_partitions = root == paths.partitions.as_path();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !dates.contains(&name) {
+            let current = dates
+                .iter()
+                .any(|date| name == *date || (is_partitions && name == partition_dir_name(date)));
+            if !current {
                 info!("removing {} (its backup is gone)", entry.path().display());
                 remove(&entry.path())?;
             }
@@ -244,8 +257,9 @@ fn diff_all(
                 records.push(record);
             }
             None => {
-                let buckets = buckets_for(unit.partition_bytes, budget);
-                let estimate = estimate_diff_bytes(unit.partition_bytes / buckets as u64);
+                let format = config.partition_format;
+                let buckets = buckets_for(unit.partition_bytes, budget, format);
+                let estimate = estimate_diff_bytes(unit.partition_bytes / buckets as u64, format);
                 debug!(
                     "{} {}: {:.1} MB of partitions, estimated peak {:.0} MB{}",
                     unit.inputs.date,
@@ -271,6 +285,7 @@ fn diff_all(
         }
     }
     let progress = Progress::units("diff", pending as u64);
+    let per_backup = BackupTally::new(&work);
     let done = run_within_budget(
         chains(work),
         budget,
@@ -283,7 +298,7 @@ fn diff_all(
                 interrupt::check()?;
                 let record = run_diff_unit(plan, &unit, buckets, config, paths, &mut carried)?;
                 progress.advance(1);
-                progress.log(format!(
+                debug!(
                     "{} {}: {} rows, {} added, {} changed, {} removed",
                     unit.inputs.date,
                     unit.source,
@@ -291,7 +306,10 @@ fn diff_all(
                     record.added,
                     record.changed,
                     record.removed
-                ));
+                );
+                if let Some(line) = per_backup.finished(unit.index, &record) {
+                    progress.log(line);
+                }
                 records.push(record);
             }
             Ok(records)
@@ -317,6 +335,54 @@ fn diff_all(
     records.sort_by(|a, b| (&a.inputs.date, &a.source).cmp(&(&b.inputs.date, &b.source)));
     progress.finish();
     Ok((pending, reused))
+}
+
+/// Counts each backup's pending diff units down, so that the log has one line per backup
+/// (a history of 150 backups of 30 sources is 4,500 units) when its last unit finishes.
+struct BackupTally {
+    /// By backup index: units still to run, and the sums of the finished ones.
+    pending: std::sync::Mutex<BTreeMap<usize, (usize, DiffRecordSums)>>,
+}
+
+#[derive(Default)]
+struct DiffRecordSums {
+    sources: usize,
+    rows: u64,
+    added: u64,
+    changed: u64,
+    removed: u64,
+}
+
+impl BackupTally {
+    fn new(work: &[(u64, (DiffUnit, usize))]) -> BackupTally {
+        let mut pending: BTreeMap<usize, (usize, DiffRecordSums)> = BTreeMap::new();
+        for (_, (unit, _)) in work {
+            pending.entry(unit.index).or_default().0 += 1;
+        }
+        BackupTally {
+            pending: std::sync::Mutex::new(pending),
+        }
+    }
+
+    /// Records a finished unit; the backup's line when it was its last.
+    fn finished(&self, index: usize, record: &DiffRecord) -> Option<String> {
+        let mut pending = self.pending.lock().expect("not poisoned");
+        let (left, sums) = pending.get_mut(&index)?;
+        *left -= 1;
+        sums.sources += 1;
+        sums.rows += record.rows;
+        sums.added += record.added;
+        sums.changed += record.changed;
+        sums.removed += record.removed;
+        if *left > 0 {
+            return None;
+        }
+        let (_, sums) = pending.remove(&index)?;
+        Some(format!(
+            "diffed {}: {} source(s), {} rows, {} added, {} changed, {} removed",
+            record.inputs.date, sums.sources, sums.rows, sums.added, sums.changed, sums.removed
+        ))
+    }
 }
 
 /// Groups the units of each source into one chain, in date order, so that the partition
@@ -358,7 +424,7 @@ fn remove_stale_sources(
     let roots = [
         (&paths.state, "json"),
         (&paths.issues, config.format.extension()),
-        (&paths.removals, "csv"),
+        (&paths.removals, config.format.removals_extension()),
     ];
     for (root, extension) in roots {
         let Ok(entries) = std::fs::read_dir(root.join(date)) else {
@@ -450,7 +516,7 @@ fn run_diff_unit(
         info.partitions
             .iter()
             .any(|p| p.stem == unit.stem)
-            .then(|| paths.partition_dir(date).join(format!("{}.csv", unit.stem)))
+            .then(|| paths.partition_file(date, &unit.stem))
     };
     let date = &unit.inputs.date;
     let context = || {
@@ -492,6 +558,11 @@ fn run_diff_unit(
         combine(parts, &layout)?
     };
     let diffed = started.elapsed().as_secs_f64();
+    let target = (config.target.as_ref())
+        .map(|t| TargetPlan::new(t, &layout))
+        .transpose()
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(context)?;
     let ctx = EmitContext {
         layout: &layout,
         source: &unit.source,
@@ -500,11 +571,13 @@ fn run_diff_unit(
         target_table: &config.target_table,
         format: config.format,
         chunk_rows: config.chunk_rows,
+        target: target.as_ref(),
     };
     let extension = config.format.extension();
     let stats = write_issues(
         &paths.issues_file(date, &unit.stem, extension),
         &result.issues,
+        &result.removed,
         &ctx,
     )
     .with_context(context)?;
@@ -516,7 +589,7 @@ fn run_diff_unit(
         );
     }
     write_removals(
-        &paths.removals_file(date, &unit.stem),
+        &paths.removals_file(date, &unit.stem, config.format.removals_extension()),
         &result.removed,
         &ctx,
     )?;

@@ -4,17 +4,26 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use crate::config::Config;
+use crate::config::{Config, PartitionFormat};
 use crate::discover::{discover, Backup, Discovery};
-use crate::partition::PartitionInfo;
+use crate::exit_codes::UsageError;
+use crate::layout::Layout;
+use crate::partition::{read_table, PartitionInfo};
 use crate::state::{DiffInputs, DiffRecord, ExtractInputs, Paths};
+use crate::target::TargetPlan;
 
-/// Uncompressed SQL per byte of gzip, and partition CSV per byte of SQL, for estimates made
-/// before a backup is extracted (measured on the fixtures and generated backups).
+/// Uncompressed SQL per byte of gzip, and partition bytes per byte of SQL, for estimates
+/// made before a backup is extracted (measured on generated backups with `scripts/bench`).
 pub const GZIP_RATIO: f64 = 6.0;
-pub const CSV_PER_SQL: f64 = 0.8;
+
+pub fn partition_bytes_per_sql(format: PartitionFormat) -> f64 {
+    match format {
+        PartitionFormat::Csv => 0.8,
+        PartitionFormat::Parquet => 0.15,
+    }
+}
 
 pub struct ExtractUnit {
     pub backup: Backup,
@@ -63,6 +72,26 @@ impl Plan {
         })
     }
 
+    /// Checks that the output fits the target table (`--target-ddl`), against the table of
+    /// the first backup (every backup has the same columns, or the diff refuses them).
+    pub fn check_target(&self, config: &Config) -> Result<()> {
+        let (Some(target), Some(first)) = (&config.target, self.extracts.first()) else {
+            return Ok(());
+        };
+        let table = match &first.done {
+            Some(info) => info.table.clone(),
+            None => read_table(&first.backup, config)?,
+        };
+        let layout = Layout::new(&table, config)
+            .with_context(|| format!("backup {}", first.backup.path.display()))?;
+        TargetPlan::new(target, &layout).map_err(|problems| {
+            UsageError(format!(
+                "the output would not load into the table of --target-ddl:\n{problems}"
+            ))
+        })?;
+        Ok(())
+    }
+
     pub fn pending_extracts(&self) -> usize {
         self.extracts.iter().filter(|u| u.done.is_none()).count()
     }
@@ -91,6 +120,7 @@ impl Plan {
             target_table: config.target_table.clone(),
             format: config.format.extension().to_string(),
             chunk_rows: config.chunk_rows,
+            target: config.target.as_ref().map(|t| t.canonical.clone()),
         };
         // Every source in either backup: one only in the older backup is removed whole.
         let mut sources: BTreeMap<&str, &str> = BTreeMap::new();
@@ -102,12 +132,8 @@ impl Plan {
             sources.insert(&entry.stem, &entry.value);
         }
         let partition_size = |unit: &ExtractUnit, stem: &str| {
-            std::fs::metadata(
-                paths
-                    .partition_dir(&unit.backup.stamp())
-                    .join(format!("{stem}.csv")),
-            )
-            .map_or(0, |m| m.len())
+            std::fs::metadata(paths.partition_file(&unit.backup.stamp(), stem))
+                .map_or(0, |m| m.len())
         };
         let units = sources
             .into_iter()
@@ -115,7 +141,8 @@ impl Plan {
                 let outputs_exist = paths
                     .issues_file(&date, stem, config.format.extension())
                     .exists()
-                    && paths.removals_file(&date, stem).exists();
+                    && (paths.removals_file(&date, stem, config.format.removals_extension()))
+                        .exists();
                 let done = DiffRecord::load_valid(&paths.record(&date, stem), &inputs)
                     .filter(|_| outputs_exist);
                 DiffUnit {

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
 
-use crate::diff::{any_differs, key_exprs, schema, sort_by_key, suffixed};
+use crate::diff::{
+    any_differs, is_parquet, key_exprs, scan_parquet, schema, sort_by_key, suffixed,
+};
 use crate::dump::{ColumnKind, DumpReader, Event};
 use crate::layout::Layout;
 use crate::partition::write_field;
+use crate::target::MISSING_DELETED;
 
 /// Columns of an issues file: the stored columns, then `issue` and `lag`.
 fn issues_schema(layout: &Layout) -> Schema {
@@ -31,12 +34,23 @@ fn read_csv(path: &Path, schema: Schema) -> Result<DataFrame> {
         .with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Reads an issues file written by `migrate` (SQL or CSV, by its extension); None: no file.
+fn read_parquet(path: &Path, layout: &Layout) -> Result<DataFrame> {
+    scan_parquet(path, layout)
+        .and_then(|frame| frame.collect())
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads an issues file written by `migrate` (SQL, CSV or Parquet, by its extension);
+/// None: no file.
 pub fn read_issues(path: Option<&Path>, layout: &Layout, scratch: &Path) -> Result<DataFrame> {
     let schema = issues_schema(layout);
     let Some(path) = path else {
         return Ok(DataFrame::empty_with_schema(&schema));
     };
+    if is_parquet(path) {
+        return read_parquet(path, layout);
+    }
     if path.extension().is_some_and(|e| e == "sql") {
         let csv = scratch.join("issues-from-sql.csv");
         sql_to_csv(path, &schema, &csv)?;
@@ -64,6 +78,10 @@ fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path) -> Result<()> {
         .collect();
     writeln!(out, "{}", names.join(","))?;
     let mut map: Vec<usize> = Vec::new();
+    // Delphi's missingness codes a target table adds (`--target-ddl`): a row with the code
+    // 4 (deleted) records a removal, which the removals file holds too.
+    let mut codes: Vec<usize> = Vec::new();
+    let deleted = MISSING_DELETED.to_string();
     while let Some(event) = reader
         .next_event()
         .map_err(|e| anyhow!("{}: {e}", path.display()))?
@@ -76,7 +94,12 @@ fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path) -> Result<()> {
                     .map(|name| columns.iter().position(|c| c == name))
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| anyhow!("{}: an INSERT lacks some columns", path.display()))?;
+                codes = (columns.iter().enumerate())
+                    .filter(|(_, c)| c.starts_with("missing_") && !names.contains(&c.as_str()))
+                    .map(|(i, _)| i)
+                    .collect();
             }
+            Event::Row(row) if codes.iter().any(|&i| row.get(i).1 == deleted.as_bytes()) => {}
             Event::Row(row) => {
                 for (i, (&at, &kind)) in map.iter().zip(&kinds).enumerate() {
                     if i > 0 {
@@ -104,6 +127,7 @@ pub fn read_removals(path: Option<&Path>, layout: &Layout) -> Result<DataFrame> 
         .collect();
     schema.insert(PlSmallStr::from("removed"), DataType::Int64);
     match path {
+        Some(path) if is_parquet(path) => read_parquet(path, layout),
         Some(path) => read_csv(path, schema),
         None => Ok(DataFrame::empty_with_schema(&schema)),
     }

@@ -8,24 +8,31 @@ use std::sync::{Condvar, Mutex};
 
 use anyhow::Result;
 
-use crate::config::Config;
+use crate::config::{Config, PartitionFormat};
 
-/// Peak memory of a diff unit ≈ BASE + FACTOR × (bytes of both partitions): measured with
-/// polars' in-memory engine on 10 M + 10 M row partitions (FACTS in the README).
+/// Peak memory of a diff unit ≈ BASE + FACTOR × (bytes of both partition files), FACTOR
+/// by the files' format: measured with `scripts/bench` (see the README's "Memory and
+/// concurrency").
 pub const DIFF_BASE_BYTES: u64 = 75 << 20;
-pub const DIFF_FACTOR: f64 = 2.5;
+
+pub fn diff_factor(format: PartitionFormat) -> f64 {
+    match format {
+        PartitionFormat::Csv => 2.5,
+        PartitionFormat::Parquet => 12.0,
+    }
+}
 /// Smallest budget a unit is given, whatever `--memory-limit` says: below it even tiny
 /// units would be split without end.
 const MIN_BUDGET: u64 = DIFF_BASE_BYTES + (1 << 20);
 
-pub fn estimate_diff_bytes(partition_bytes: u64) -> u64 {
-    DIFF_BASE_BYTES + (DIFF_FACTOR * partition_bytes as f64) as u64
+pub fn estimate_diff_bytes(partition_bytes: u64, format: PartitionFormat) -> u64 {
+    DIFF_BASE_BYTES + (diff_factor(format) * partition_bytes as f64) as u64
 }
 
 /// Into how many buckets a unit must be split so that each fits `budget`.
-pub fn buckets_for(partition_bytes: u64, budget: u64) -> usize {
+pub fn buckets_for(partition_bytes: u64, budget: u64, format: PartitionFormat) -> usize {
     let room = budget.max(MIN_BUDGET) - DIFF_BASE_BYTES;
-    let need = DIFF_FACTOR * partition_bytes as f64;
+    let need = diff_factor(format) * partition_bytes as f64;
     (need / room as f64).ceil().max(1.0) as usize
 }
 
@@ -255,14 +262,19 @@ mod tests {
 
     #[test]
     fn buckets_make_each_part_fit() {
-        assert_eq!(buckets_for(10 << 20, 1 << 30), 1);
-        let bytes = 4u64 << 30;
-        let budget = 1u64 << 30;
-        let k = buckets_for(bytes, budget) as u64;
-        assert!(estimate_diff_bytes(bytes / k) <= budget);
-        assert!(estimate_diff_bytes(bytes / (k - 1)) > budget);
-        // A budget below the floor splits as the floor does, rather than without end.
-        assert_eq!(buckets_for(bytes, 1), buckets_for(bytes, MIN_BUDGET));
+        for format in [PartitionFormat::Csv, PartitionFormat::Parquet] {
+            assert_eq!(buckets_for(10 << 20, 1 << 30, format), 1);
+            let bytes = 4u64 << 30;
+            let budget = 1u64 << 30;
+            let k = buckets_for(bytes, budget, format) as u64;
+            assert!(estimate_diff_bytes(bytes / k, format) <= budget);
+            assert!(estimate_diff_bytes(bytes / (k - 1), format) > budget);
+            // A budget below the floor splits as the floor does, rather than without end.
+            assert_eq!(
+                buckets_for(bytes, 1, format),
+                buckets_for(bytes, MIN_BUDGET, format)
+            );
+        }
     }
 
     #[test]

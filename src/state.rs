@@ -8,11 +8,11 @@ use std::time::UNIX_EPOCH;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, OutputFormat};
 use crate::discover::Backup;
 
 /// Bumped whenever the partition format changes, so old partitions are redone.
-const PARTITION_FORMAT: u32 = 1;
+const PARTITION_FORMAT: u32 = 2;
 
 /// The inputs of one extract: the backup file as found, and the options that shape the
 /// partitions. The file is identified by name, size and modification time, like make and
@@ -25,6 +25,8 @@ pub struct ExtractInputs {
     pub table: String,
     pub id_column: String,
     pub partition_column: String,
+    /// `parquet` or `csv`.
+    pub file_format: String,
     pub format: u32,
 }
 
@@ -48,6 +50,7 @@ impl ExtractInputs {
             table: config.table.clone(),
             id_column: config.id_column.clone(),
             partition_column: config.partition_column.clone(),
+            file_format: config.partition_format.extension().to_string(),
             format: PARTITION_FORMAT,
         })
     }
@@ -64,6 +67,9 @@ pub struct DiffInputs {
     pub target_table: String,
     pub format: String,
     pub chunk_rows: usize,
+    /// The target table's CREATE TABLE, as sqlparser prints it (`--target-ddl`).
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// A finished diff unit: what it depended on and what it found.
@@ -92,6 +98,8 @@ impl DiffRecord {
 /// Where the stages put their files.
 pub struct Paths {
     pub partitions: PathBuf,
+    /// Extension of the partition files (`parquet` or `csv`).
+    pub partition_extension: &'static str,
     pub state: PathBuf,
     pub issues: PathBuf,
     pub removals: PathBuf,
@@ -103,6 +111,7 @@ impl Paths {
     pub fn new(config: &Config) -> Paths {
         Paths {
             partitions: config.work.join("partitions"),
+            partition_extension: config.partition_format.extension(),
             state: config.work.join("state"),
             issues: config.out.join("issues"),
             removals: config.out.join("removals"),
@@ -111,8 +120,15 @@ impl Paths {
         }
     }
 
+    /// The folder of one backup's partitions, named Hive-style.
     pub fn partition_dir(&self, date: &str) -> PathBuf {
-        self.partitions.join(date)
+        self.partitions.join(partition_dir_name(date))
+    }
+
+    /// The partition file of one source of one backup.
+    pub fn partition_file(&self, date: &str, stem: &str) -> PathBuf {
+        self.partition_dir(date)
+            .join(format!("{stem}.{}", self.partition_extension))
     }
 
     pub fn record(&self, date: &str, stem: &str) -> PathBuf {
@@ -123,14 +139,32 @@ impl Paths {
         self.issues.join(date).join(format!("{stem}.{extension}"))
     }
 
-    pub fn removals_file(&self, date: &str, stem: &str) -> PathBuf {
-        self.removals.join(date).join(format!("{stem}.csv"))
+    pub fn removals_file(&self, date: &str, stem: &str, extension: &str) -> PathBuf {
+        self.removals.join(date).join(format!("{stem}.{extension}"))
+    }
+
+    /// The issues file of a source and date in whichever format the run wrote it.
+    pub fn existing_issues_file(&self, date: &str, stem: &str) -> Option<PathBuf> {
+        (OutputFormat::EXTENSIONS.iter())
+            .map(|ext| self.issues_file(date, stem, ext))
+            .find(|p| p.exists())
+    }
+
+    /// The removals file of a source and date in whichever format the run wrote it.
+    pub fn existing_removals_file(&self, date: &str, stem: &str) -> Option<PathBuf> {
+        (OutputFormat::EXTENSIONS.iter())
+            .map(|ext| self.removals_file(date, stem, ext))
+            .find(|p| p.exists())
     }
 
     /// The folders that hold one folder per backup date.
     pub fn dated_roots(&self) -> [&Path; 4] {
         [&self.partitions, &self.state, &self.issues, &self.removals]
     }
+}
+
+pub fn partition_dir_name(date: &str) -> String {
+    format!("date={date}")
 }
 
 /// What the output describes, saved beside it so that `asof` needs the output alone.

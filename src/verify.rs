@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::diff::read_partition;
+use crate::lock::lock_work_folder;
 use crate::pipeline::{extract_pending, layout_of};
 use crate::plan::Plan;
 use crate::replay::{
@@ -38,6 +39,8 @@ impl VerifyReport {
 
 pub fn verify(config: &Config) -> Result<VerifyReport> {
     let paths = Paths::new(config);
+    // Verify may extract: it writes to the work folder like a run.
+    let _lock = lock_work_folder(&config.work)?;
     let mut plan = Plan::new(config, &paths)?;
     // The backups are read through their partitions: extract those missing or outdated.
     extract_pending(&mut plan, config, &paths)?;
@@ -61,11 +64,8 @@ pub fn verify(config: &Config) -> Result<VerifyReport> {
             let info = unit.done.as_ref().expect("extracted");
             let layout = layout_of(info, config)?;
             let date = unit.backup.stamp();
-            let issues_file = ["sql", "csv"]
-                .iter()
-                .map(|ext| paths.issues_file(&date, stem, ext))
-                .find(|p| p.exists());
-            let removals_file = Some(paths.removals_file(&date, stem)).filter(|p| p.exists());
+            let issues_file = paths.existing_issues_file(&date, stem);
+            let removals_file = paths.existing_removals_file(&date, stem);
             let issues = read_issues(issues_file.as_deref(), &layout, scratch.path())?;
             for wrong in check_issue_and_lag(&issues, &layout, unit.backup.date)? {
                 report
@@ -82,7 +82,7 @@ pub fn verify(config: &Config) -> Result<VerifyReport> {
                 .partitions
                 .iter()
                 .any(|p| &p.stem == stem)
-                .then(|| paths.partition_dir(&date).join(format!("{stem}.csv")));
+                .then(|| paths.partition_file(&date, stem));
             let backup = read_partition(partition.as_deref(), &layout)?;
             let differences = compare(&rebuilt, &backup, &layout)?;
             for (what, keys) in [

@@ -27,26 +27,29 @@ fn command(backups: &Path, out: &Path, extra: &[&str]) -> Command {
     command
 }
 
-/// Runs to completion; returns stderr.
+/// Runs to completion, logging each unit (`-v`); returns stderr.
 fn finish(backups: &Path, out: &Path, extra: &[&str]) -> String {
-    let output = command(backups, out, extra).output().unwrap();
+    let output = command(backups, out, extra).arg("-v").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "migrate failed: {stderr}");
     stderr
 }
 
-/// The units a run did, from its log: `extract DATE` and `diff DATE SOURCE`.
+/// The units a run did, from its `-v` log: `extract DATE` and `diff DATE SOURCE` (from
+/// the lines `DATE SOURCE: N rows, …` a finished diff unit logs).
 fn units_run(stderr: &str) -> Vec<String> {
     let mut units: Vec<String> = stderr
         .lines()
         .filter_map(|line| {
-            let message = line.split(" INFO ").nth(1)?;
+            let message = (line.split(" INFO ").nth(1)).or_else(|| line.split(" DEBUG ").nth(1))?;
             if let Some(rest) = message.strip_prefix("extracted ") {
                 return Some(format!("extract {}", &rest[..8]));
             }
             let (date, rest) = message.split_once(' ')?;
-            let source = rest.split_once(": ")?.0;
-            (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()))
+            let (source, counts) = rest.split_once(": ")?;
+            let is_unit =
+                counts.contains(" rows, ") && counts.starts_with(|c: char| c.is_ascii_digit());
+            (is_unit && date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| format!("diff {date} {source}"))
         })
         .collect();

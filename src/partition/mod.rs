@@ -227,7 +227,7 @@ fn column_map(layout: &Layout, head: &InsertHead) -> Result<(Vec<usize>, usize),
 /// One partition file being written: CSV or Parquet.
 enum PartitionFile {
     Csv(CsvPartition),
-    Parquet(ParquetPartition),
+    Parquet(Box<ParquetPartition>),
 }
 
 impl PartitionFile {
@@ -235,7 +235,7 @@ impl PartitionFile {
         Ok(match format {
             PartitionFormat::Csv => PartitionFile::Csv(CsvPartition::create(path, layout)?),
             PartitionFormat::Parquet => {
-                PartitionFile::Parquet(ParquetPartition::create(path, layout)?)
+                PartitionFile::Parquet(Box::new(ParquetPartition::create(path, layout)?))
             }
         })
     }
