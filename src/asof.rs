@@ -93,6 +93,9 @@ pub fn asof(args: &AsofArgs) -> Result<usize> {
             args.out.display()
         );
     }
+    if let Some(last) = dates.last().filter(|last| **last != date) {
+        tracing::info!("no backup of {date}: the table as of {date} is the backup of {last}");
+    }
     let wanted: Vec<String> = args.source.iter().map(|s| file_stem(s)).collect();
     let mut stems = BTreeSet::new();
     for d in &dates {

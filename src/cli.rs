@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
-use crate::config::{Config, OutputFormat, PartitionFormat, DEFAULT_KEY, DEFAULT_PATTERN};
+use crate::config::{Config, OutputFormat, PartitionFormat, DEFAULT_KEY_LIST, DEFAULT_PATTERN};
 use crate::pipeline::Stages;
 use crate::target::parse_target_ddl;
 
@@ -14,7 +14,9 @@ use crate::target::parse_target_ddl;
     name = "migrate",
     version,
     about = "Rebuild the revision history (issues) of a table from its daily SQL backups",
-    after_help = "Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.",
+    override_usage = "migrate [OPTIONS] --backups <DIR> --out <DIR>\n       migrate <COMMAND> [OPTIONS]",
+    after_help = "Exit status: 0 success, 1 failure, 2 usage error, 75 the work folder is in \
+                  use by another run, 130 interrupted.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -47,9 +49,11 @@ pub struct PlotArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
+    /// The source of the series to draw
     #[arg(long)]
     pub source: String,
 
+    /// The signal of the series to draw
     #[arg(long)]
     pub signal: String,
 
@@ -201,7 +205,7 @@ pub struct RunArgs {
     pub target_ddl: Option<PathBuf>,
 
     /// Columns that identify a row, comma-separated
-    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_KEY.map(String::from))]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_KEY_LIST)]
     pub key: Vec<String>,
 
     /// Surrogate id column: never compared, not written
@@ -232,7 +236,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1000)]
     pub chunk_rows: usize,
 
-    /// Backups extracted at once [default: number of cores]
+    /// Backups extracted at once, and at most as many diff units run at once [default:
+    /// number of cores]
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
 
@@ -271,8 +276,12 @@ impl RunArgs {
     pub fn into_config(self) -> Result<Config, String> {
         // Checked here rather than by clap, which cannot require them both at the top level
         // and in each stage's subcommand.
-        let backups = self.backups.ok_or("--backups DIR is required")?;
-        let out = self.out.ok_or("--out DIR is required")?;
+        let backups = self
+            .backups
+            .ok_or("--backups DIR is required (try `migrate --help`)")?;
+        let out = self
+            .out
+            .ok_or("--out DIR is required (try `migrate --help`)")?;
         let mut config = Config::new(backups, out);
         if let Some(work) = self.work {
             config.work = work;

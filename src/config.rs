@@ -17,6 +17,9 @@ pub const DEFAULT_KEY: [&str; 6] = [
     "geo_value",
 ];
 
+/// `DEFAULT_KEY` as `--key` takes it.
+pub const DEFAULT_KEY_LIST: &str = "source,signal,time_type,geo_type,time_value,geo_value";
+
 /// File names of the daily backups: the date is the `date` group (YYYYMMDD).
 pub const DEFAULT_PATTERN: &str = r"^just_covidcast_(?P<date>\d{8})_database\.sql(\.gz)?$";
 
@@ -130,5 +133,15 @@ impl Config {
             memory_limit: None,
             target: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_list_is_the_key() {
+        assert_eq!(DEFAULT_KEY_LIST, DEFAULT_KEY.join(","));
     }
 }

@@ -84,7 +84,7 @@ pub fn discover(dir: &Path, pattern: &Regex) -> Result<Discovery> {
         bail!(
             "{} file(s) in {} do not look like backups: {}. Move them away, or pass \
              --pattern with a regular expression whose `date` group matches YYYYMMDD \
-             (the default is {:?})",
+             (the default is '{}')",
             strangers.len(),
             dir.display(),
             strangers.join(", "),
@@ -121,7 +121,7 @@ fn date_in_name(name: &str, pattern: &Regex) -> Result<Option<NaiveDate>> {
         return Ok(None);
     };
     let Some(digits) = captures.name("date").or_else(|| captures.get(1)) else {
-        bail!("--pattern {:?} has no `date` group", pattern.as_str());
+        bail!("--pattern '{}' has no `date` group", pattern.as_str());
     };
     match NaiveDate::parse_from_str(digits.as_str(), "%Y%m%d") {
         Ok(date) => Ok(Some(date)),

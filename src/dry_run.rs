@@ -35,6 +35,7 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
         plan.extracts.len()
     )?;
     let mut sql_estimate = Vec::new();
+    let mut sql_to_read = 0;
     for unit in &plan.extracts {
         let (state, sql) = match &unit.done {
             Some(info) if !config.fresh => ("done", info.sql_bytes),
@@ -44,6 +45,9 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
             ),
         };
         sql_estimate.push(sql);
+        if state == "pending" {
+            sql_to_read += sql;
+        }
         writeln!(
             w,
             "  {}  {:<48} {:>10}  extract {state}",
@@ -108,10 +112,18 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
                 n => format!("split into {n} parts of estimated peak {peak}"),
             }
         };
+        // A unit is a source of a backup; the sources of a backup are known once it is
+        // extracted, so those backups are counted apart.
+        let unknown_text = match unknown.len() {
+            0 => String::new(),
+            n => {
+                format!(", and the units of {n} backup(s) whose sources are known after extraction")
+            }
+        };
         writeln!(
             w,
-            "diff: {done} units done, {} pending",
-            pending.len() + unknown.len()
+            "diff: {done} units done, {} pending{unknown_text}",
+            pending.len()
         )?;
         for (name, bytes) in &pending {
             writeln!(w, "  pending {name}: {}", describe(*bytes))?;
@@ -158,8 +170,8 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
     let total_sql: u64 = sql_estimate.iter().sum();
     writeln!(
         w,
-        "needs: about {} of SQL to read, {} of disk for partitions in {}",
-        human(total_sql),
+        "needs: about {} of SQL still to read, {} of disk for all the partitions in {}",
+        human(sql_to_read),
         human((total_sql as f64 * per_sql) as u64),
         config.work.display()
     )?;

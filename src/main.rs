@@ -27,6 +27,12 @@ fn main() -> ExitCode {
                 run(config, stages).map(|summary| print_summary(&summary))
             }
         }),
+        Action::Verify(args) if args.dry_run || args.fresh => Err(UsageError(
+            "verify takes neither --dry-run nor --fresh: it only reads the output (and \
+             extracts backups whose partitions are missing)"
+                .into(),
+        )
+        .into()),
         Action::Verify(args) => with_config(args, |config| {
             let report = verify(config)?;
             for problem in &report.problems {
@@ -107,9 +113,12 @@ fn with_config(
 
 fn print_summary(summary: &RunSummary) {
     println!(
-        "{} backups, {} gaps, {:.1} MB of SQL; {} units run, {} reused; {:.1} s",
+        "{} backups, {}, {:.1} MB of SQL; {} units run, {} reused; {:.1} s",
         summary.backups.len(),
-        summary.gaps.len(),
+        match summary.gaps.len() {
+            1 => "1 gap".to_string(),
+            n => format!("{n} gaps"),
+        },
         summary.sql_bytes as f64 / 1e6,
         summary.units_run,
         summary.units_reused,

@@ -118,7 +118,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     }
     let summary = summarize(&plan, &records, units_run, units_reused, started);
     if stages != Stages::Extract {
-        let json = serde_json::to_string_pretty(&summary)?;
+        let json = serde_json::to_string_pretty(&summary)? + "\n";
         write_file(&paths.summary, |out| Ok(out.write_all(json.as_bytes())?))?;
         let last = plan.extracts.last().and_then(|u| u.done.as_ref());
         if let Some(info) = last {
@@ -130,7 +130,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
                 ignore_columns: config.ignore_columns.clone(),
                 target_table: config.target_table.clone(),
             };
-            let json = serde_json::to_string_pretty(&table)?;
+            let json = serde_json::to_string_pretty(&table)? + "\n";
             write_file(&paths.table, |out| Ok(out.write_all(json.as_bytes())?))?;
         }
     }

@@ -12,16 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn command(backups: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
-    command
-        .arg("--backups")
-        .arg(backups)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut command = migrate_process(backups, out, extra);
+    command.stdout(Stdio::piped());
     command
 }
 

@@ -14,16 +14,8 @@ fn binary() -> std::path::PathBuf {
 }
 
 fn command(backups: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut command = Command::new(binary());
-    command
-        .arg("--backups")
-        .arg(backups)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut command = migrate_process(backups, out, extra);
+    command.stdout(Stdio::null());
     command
 }
 

@@ -420,3 +420,18 @@ pub fn assert_same_output(actual: &Path, expected: &Path, skip: &[&str]) {
         assert!(actual[path] == *bytes, "{} differs", path.display());
     }
 }
+
+/// `migrate --backups BACKUPS --out OUT EXTRA…` as a process, its log (stderr) captured and
+/// `RUST_LOG` unset, so the flags alone decide what it logs.
+pub fn migrate_process(backups: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
+    command
+        .arg("--backups")
+        .arg(backups)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped());
+    command
+}
