@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::config::Config;
 use crate::lock::lock_holder;
 use crate::pipeline::Stages;
-use crate::plan::{partition_bytes_per_sql, Plan, GZIP_RATIO};
+use crate::plan::{partition_bytes_per_sql, Plan, GZIP_RATIO, ROWS_PER_SQL_BYTE};
 use crate::schedule::{buckets_for, estimate_diff_bytes, memory_budget};
 use crate::state::Paths;
 
@@ -87,26 +87,24 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
                 for unit in units {
                     match unit.done {
                         Some(_) => done += 1,
-                        None => pending.push((
-                            format!("{} {}", unit.inputs.date, unit.source),
-                            unit.partition_bytes,
-                        )),
+                        None => pending
+                            .push((format!("{} {}", unit.inputs.date, unit.source), unit.rows)),
                     }
                 }
             }
             None => {
                 // Sources are unknown until extraction: bound the pair by whole backups.
                 let before = index.checked_sub(1).map_or(0, |i| sql_estimate[i]);
-                let bytes = ((before + sql_estimate[index]) as f64 * per_sql) as u64;
-                unknown.push((plan.extracts[index].backup.stamp(), bytes));
+                let rows = ((before + sql_estimate[index]) as f64 * ROWS_PER_SQL_BYTE) as u64;
+                unknown.push((plan.extracts[index].backup.stamp(), rows));
             }
         }
     }
     if stages != Stages::Extract {
         let budget = memory_budget(config);
-        let describe = |bytes: u64| {
-            let buckets = buckets_for(bytes, budget, format);
-            let peak = human(estimate_diff_bytes(bytes / buckets as u64, format));
+        let describe = |rows: u64| {
+            let buckets = buckets_for(rows, budget);
+            let peak = human(estimate_diff_bytes(rows / buckets as u64));
             match buckets {
                 1 => format!("estimated peak {peak}"),
                 n => format!("split into {n} parts of estimated peak {peak}"),
@@ -141,10 +139,7 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
             .map(|(_, b)| *b)
             .max()
             .unwrap_or(0);
-        let largest_peak = estimate_diff_bytes(
-            largest / buckets_for(largest, budget, format) as u64,
-            format,
-        );
+        let largest_peak = estimate_diff_bytes(largest / buckets_for(largest, budget) as u64);
         let fit = (budget / largest_peak.max(1)).max(1) as usize;
         writeln!(
             w,

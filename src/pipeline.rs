@@ -257,14 +257,13 @@ fn diff_all(
                 records.push(record);
             }
             None => {
-                let format = config.partition_format;
-                let buckets = buckets_for(unit.partition_bytes, budget, format);
-                let estimate = estimate_diff_bytes(unit.partition_bytes / buckets as u64, format);
+                let buckets = buckets_for(unit.rows, budget);
+                let estimate = estimate_diff_bytes(unit.rows / buckets as u64);
                 debug!(
-                    "{} {}: {:.1} MB of partitions, estimated peak {:.0} MB{}",
+                    "{} {}: {} rows in both partitions, estimated peak {:.0} MB{}",
                     unit.inputs.date,
                     unit.source,
-                    unit.partition_bytes as f64 / 1e6,
+                    unit.rows,
                     estimate as f64 / 1e6,
                     if buckets > 1 {
                         format!(" per part, split into {buckets} parts")

@@ -14,9 +14,11 @@ use crate::partition::{read_table, PartitionInfo};
 use crate::state::{DiffInputs, DiffRecord, ExtractInputs, Paths};
 use crate::target::TargetPlan;
 
-/// Uncompressed SQL per byte of gzip, and partition bytes per byte of SQL, for estimates
-/// made before a backup is extracted (measured on generated backups with `scripts/bench`).
+/// Uncompressed SQL per byte of gzip, rows per byte of SQL, and partition bytes per byte of
+/// SQL, for estimates made before a backup is extracted (measured on generated backups
+/// with `scripts/bench`).
 pub const GZIP_RATIO: f64 = 6.0;
+pub const ROWS_PER_SQL_BYTE: f64 = 1.0 / 140.0;
 
 pub fn partition_bytes_per_sql(format: PartitionFormat) -> f64 {
     match format {
@@ -40,8 +42,8 @@ pub struct DiffUnit {
     pub source: String,
     pub inputs: DiffInputs,
     pub done: Option<DiffRecord>,
-    /// Bytes of the two partition files.
-    pub partition_bytes: u64,
+    /// Rows of the two partitions: what its memory is estimated from.
+    pub rows: u64,
 }
 
 pub struct Plan {
@@ -131,9 +133,10 @@ impl Plan {
         {
             sources.insert(&entry.stem, &entry.value);
         }
-        let partition_size = |unit: &ExtractUnit, stem: &str| {
-            std::fs::metadata(paths.partition_file(&unit.backup.stamp(), stem))
-                .map_or(0, |m| m.len())
+        let rows_of = |info: &PartitionInfo, stem: &str| {
+            (info.partitions.iter())
+                .find(|p| p.stem == stem)
+                .map_or(0, |p| p.rows)
         };
         let units = sources
             .into_iter()
@@ -151,8 +154,7 @@ impl Plan {
                     source: source.to_string(),
                     inputs: inputs.clone(),
                     done,
-                    partition_bytes: partition_size(current, stem)
-                        + previous.map_or(0, |(unit, _)| partition_size(unit, stem)),
+                    rows: rows_of(info, stem) + previous.map_or(0, |(_, i)| rows_of(i, stem)),
                 }
             })
             .collect();

@@ -8,31 +8,26 @@ use std::sync::{Condvar, Mutex};
 
 use anyhow::Result;
 
-use crate::config::{Config, PartitionFormat};
+use crate::config::Config;
 
-/// Peak memory of a diff unit ≈ BASE + FACTOR × (bytes of both partition files), FACTOR
-/// by the files' format: measured with `scripts/bench` (see the README's "Memory and
-/// concurrency").
+/// Peak memory of a diff unit ≈ BASE + PER_ROW × (rows of both partitions). Rows, not file
+/// bytes: the frames in memory are the same whichever format the files are in, while a
+/// Parquet file's size depends on how well its data compresses. Measured with
+/// `scripts/bench` (see the README's "Memory and concurrency").
 pub const DIFF_BASE_BYTES: u64 = 75 << 20;
-
-pub fn diff_factor(format: PartitionFormat) -> f64 {
-    match format {
-        PartitionFormat::Csv => 2.5,
-        PartitionFormat::Parquet => 12.0,
-    }
-}
+pub const DIFF_BYTES_PER_ROW: f64 = 300.0;
 /// Smallest budget a unit is given, whatever `--memory-limit` says: below it even tiny
 /// units would be split without end.
 const MIN_BUDGET: u64 = DIFF_BASE_BYTES + (1 << 20);
 
-pub fn estimate_diff_bytes(partition_bytes: u64, format: PartitionFormat) -> u64 {
-    DIFF_BASE_BYTES + (diff_factor(format) * partition_bytes as f64) as u64
+pub fn estimate_diff_bytes(rows: u64) -> u64 {
+    DIFF_BASE_BYTES + (DIFF_BYTES_PER_ROW * rows as f64) as u64
 }
 
 /// Into how many buckets a unit must be split so that each fits `budget`.
-pub fn buckets_for(partition_bytes: u64, budget: u64, format: PartitionFormat) -> usize {
+pub fn buckets_for(rows: u64, budget: u64) -> usize {
     let room = budget.max(MIN_BUDGET) - DIFF_BASE_BYTES;
-    let need = diff_factor(format) * partition_bytes as f64;
+    let need = DIFF_BYTES_PER_ROW * rows as f64;
     (need / room as f64).ceil().max(1.0) as usize
 }
 
@@ -262,19 +257,14 @@ mod tests {
 
     #[test]
     fn buckets_make_each_part_fit() {
-        for format in [PartitionFormat::Csv, PartitionFormat::Parquet] {
-            assert_eq!(buckets_for(10 << 20, 1 << 30, format), 1);
-            let bytes = 4u64 << 30;
-            let budget = 1u64 << 30;
-            let k = buckets_for(bytes, budget, format) as u64;
-            assert!(estimate_diff_bytes(bytes / k, format) <= budget);
-            assert!(estimate_diff_bytes(bytes / (k - 1), format) > budget);
-            // A budget below the floor splits as the floor does, rather than without end.
-            assert_eq!(
-                buckets_for(bytes, 1, format),
-                buckets_for(bytes, MIN_BUDGET, format)
-            );
-        }
+        assert_eq!(buckets_for(100_000, 1 << 30), 1);
+        let rows = 40_000_000;
+        let budget = 1u64 << 30;
+        let k = buckets_for(rows, budget) as u64;
+        assert!(estimate_diff_bytes(rows / k) <= budget);
+        assert!(estimate_diff_bytes(rows / (k - 1)) > budget);
+        // A budget below the floor splits as the floor does, rather than without end.
+        assert_eq!(buckets_for(rows, 1), buckets_for(rows, MIN_BUDGET));
     }
 
     #[test]
