@@ -62,7 +62,7 @@ def partitions(root, out):
                     return "(SELECT %s WHERE false)" % ", ".join(
                         "NULL::%s AS %s" % (TYPES[c["kind"]], q(c["name"])) for c in columns)
                 if extension == "parquet":
-                    return "read_parquet('%s')" % path
+                    return "read_parquet('%s', hive_partitioning = false)" % path
                 return ("read_csv('%s', columns=%s, header=true, nullstr='', "
                         "allow_quoted_nulls=false)" % (path, types))
             old = table(previous[0], stem) if previous else None
