@@ -255,8 +255,11 @@ impl TargetPlan {
     }
 }
 
-/// The longest run of key columns that an index of the target puts right before `issue`;
-/// all key columns when no index does (the unique key on the key and issue serves then).
+/// The shortest run of key columns that an index of the target puts right before `issue`
+/// (Epidata's `by_issue`: source, signal, time_type, geo_type): the fewer columns, the
+/// fewer `(prefix, issue)` tuples a file lists, each a range of that index. All key
+/// columns when no shorter index does (the unique key on the key and issue), which lists
+/// every inserted row and is slow on large files.
 fn issue_prefix(target: &TargetTable, layout: &Layout) -> Vec<String> {
     let key = layout.key_names();
     target
@@ -271,7 +274,7 @@ fn issue_prefix(target: &TargetTable, layout: &Layout) -> Vec<String> {
                 .then(|| prefix.to_vec())
         })
         .filter(|prefix| !prefix.is_empty())
-        .max_by_key(|prefix| prefix.len())
+        .min_by_key(|prefix| prefix.len())
         .unwrap_or_else(|| key.iter().map(|s| s.to_string()).collect())
 }
 
@@ -305,6 +308,39 @@ mod tests {
         assert!(parse_target_ddl("SELECT 1").is_err());
         assert!(parse_target_ddl("CREATE TABLE a (x int); CREATE TABLE b (y int)").is_err());
         assert!(parse_target_ddl("CREATE TABLE a (x int").is_err());
+    }
+
+    #[test]
+    fn inserted_rows_are_found_through_the_by_issue_index() {
+        let ddl = "CREATE TABLE covidcast (id int NOT NULL AUTO_INCREMENT, \
+                   source varchar(32), `signal` varchar(64), time_type varchar(12), \
+                   geo_type varchar(12), time_value int, geo_value varchar(12), \
+                   value double, issue int, `lag` int, PRIMARY KEY (id), \
+                   UNIQUE KEY u (source, `signal`, time_type, geo_type, time_value, \
+                   geo_value, issue), \
+                   KEY by_issue (source, `signal`, time_type, geo_type, issue, time_value, \
+                   geo_value))";
+        let dump = crate::dump::parse_create_table(
+            "CREATE TABLE covidcast (id int, source varchar(32), `signal` varchar(64), \
+             time_type varchar(12), geo_type varchar(12), time_value int, \
+             geo_value varchar(12), value double)",
+        )
+        .unwrap();
+        let config = crate::config::Config::new(".".into(), ".".into());
+        let layout = Layout::new(&dump, &config).unwrap();
+        let with_index = parse_target_ddl(ddl).unwrap();
+        let plan = TargetPlan::new(&with_index, &layout).unwrap();
+        assert_eq!(
+            plan.issue_prefix,
+            ["source", "signal", "time_type", "geo_type"]
+        );
+        let without = parse_target_ddl(
+            &ddl.replace("KEY by_issue", "KEY by_lag")
+                .replace("geo_type, issue, time_value", "geo_type, `lag`, time_value"),
+        )
+        .unwrap();
+        let plan = TargetPlan::new(&without, &layout).unwrap();
+        assert_eq!(plan.issue_prefix, layout.key_names());
     }
 
     #[test]
