@@ -308,7 +308,7 @@ fn fill_row<'c>(
     deleted: bool,
     ctx: &EmitContext,
 ) -> Result<()> {
-    let has_code = |i: usize| fills.iter().any(|(_, f)| *f == Fill::Missing(i));
+    let has_code = |i: usize| ctx.target.is_some_and(|plan| plan.coded[i]);
     cells.clear();
     for (name, fill) in fills {
         let cell = match *fill {
@@ -317,10 +317,8 @@ fn fill_row<'c>(
             Fill::Issue => Cell::Integer(issue),
             Fill::Lag => Cell::Integer(lag),
             Fill::LatestIssue => Cell::Integer(1),
-            Fill::Wip => {
-                let signal = ctx.layout.names().position(|n| n == "signal");
-                let wip =
-                    matches!(signal.map(stored), Some(Cell::Text(s)) if TargetPlan::is_wip(s));
+            Fill::Wip(signal) => {
+                let wip = matches!(stored(signal), Cell::Text(s) if TargetPlan::is_wip(s));
                 Cell::Integer(i64::from(wip))
             }
             Fill::Missing(_) if deleted => Cell::Integer(MISSING_DELETED),

@@ -129,8 +129,9 @@ pub enum Fill {
     Lag,
     /// 1: every row a file inserts is the latest issue of its key when it is loaded.
     LatestIssue,
-    /// Whether the signal's name starts with `wip_`, as Delphi's importer decides it.
-    Wip,
+    /// Whether the signal's name (the stored column at this index) starts with `wip_`, as
+    /// Delphi's importer decides it.
+    Wip(usize),
     /// Delphi's missingness code of a stored column: 0 when it has a value, 5 (other) when
     /// it is NULL, 4 (deleted) in the row that records a removal.
     Missing(usize),
@@ -149,6 +150,8 @@ pub struct TargetPlan {
     pub maintains_latest: bool,
     /// Whether removals are rows of their own (the table has `missing_*` columns).
     pub removal_rows: bool,
+    /// Stored columns that have a missingness code: NULL in a removal's row.
+    pub coded: Vec<bool>,
     /// Key columns that, followed by `issue`, begin an index of the target: the rows a
     /// file inserted are found by these values and their issue (Epidata's `by_issue`).
     pub issue_prefix: Vec<String>,
@@ -187,7 +190,7 @@ impl TargetPlan {
                     "issue" => Some(Fill::Issue),
                     "lag" => Some(Fill::Lag),
                     "is_latest_issue" => Some(Fill::LatestIssue),
-                    "is_wip" if stored("signal").is_some() => Some(Fill::Wip),
+                    "is_wip" => stored("signal").map(Fill::Wip),
                     _ => name
                         .strip_prefix("missing_")
                         .and_then(stored)
@@ -237,12 +240,16 @@ impl TargetPlan {
             })
             .collect();
         let has = |fill: fn(&Fill) -> bool| columns.iter().any(|(_, f)| fill(f));
+        let coded = (0..layout.columns.len())
+            .map(|i| columns.iter().any(|(_, f)| *f == Fill::Missing(i)))
+            .collect();
         Ok(TargetPlan {
             table: target.name.clone(),
             maintains_latest: has(|f| *f == Fill::LatestIssue),
             removal_rows: has(|f| matches!(f, Fill::Missing(_))),
             issue_prefix: issue_prefix(target, layout),
             not_null,
+            coded,
             columns,
         })
     }
