@@ -11,6 +11,7 @@ use polars::prelude::*;
 
 use crate::dump::ColumnKind;
 use crate::layout::Layout;
+use crate::partition::fingerprint;
 
 const OLD_SUFFIX: &str = "__old";
 pub const ADDED: &str = "__added";
@@ -55,40 +56,58 @@ pub fn schema(layout: &Layout) -> Schema {
 /// Reads one partition (Parquet or CSV, by its extension); a missing file is an empty
 /// partition.
 pub fn read_partition(path: Option<&Path>, layout: &Layout) -> Result<DataFrame> {
-    read_partition_where(path, layout, None)
+    read_partition_where(path, layout, None, Reading::Table)
 }
 
-/// One bucket of a partition too large to diff whole: the rows whose `time_value` is `bucket`
-/// modulo `buckets`. A key always falls in the same bucket of both backups, so bucket by
-/// bucket diffs add up to the whole diff; the filter is applied while the file is read, so
-/// only one bucket is held in memory.
-pub fn read_partition_bucket(
+/// Reads one partition for the diff: a Parquet partition's key text stays as strings and
+/// its key fingerprint comes along, the column the diff joins on; a CSV partition is read
+/// as `read_partition` reads it. With `bucket` (`(bucket, buckets)`), only the rows whose
+/// `time_value` is `bucket` modulo `buckets`: a key always falls in the same bucket of both
+/// backups, so bucket by bucket diffs add up to the whole diff; the filter is applied while
+/// the file is read, so only one bucket is held in memory.
+pub fn read_diff_input(
     path: Option<&Path>,
     layout: &Layout,
-    bucket: usize,
-    buckets: usize,
+    bucket: Option<(usize, usize)>,
 ) -> Result<DataFrame> {
-    let time_value = layout
-        .names()
-        .nth(layout.time_value)
-        .expect("a time_value column");
-    let k = lit(buckets as i64);
-    // Remainders of negative numbers are negative: shift them into 0..k.
-    let in_bucket = ((col(time_value) % k.clone() + k.clone()) % k).eq(lit(bucket as i64));
-    read_partition_where(path, layout, Some(in_bucket))
+    let filter = bucket.map(|(bucket, buckets)| {
+        let time_value = layout
+            .names()
+            .nth(layout.time_value)
+            .expect("a time_value column");
+        let k = lit(buckets as i64);
+        // Remainders of negative numbers are negative: shift them into 0..k.
+        ((col(time_value) % k.clone() + k.clone()) % k).eq(lit(bucket as i64))
+    });
+    read_partition_where(path, layout, filter, Reading::DiffInput)
+}
+
+/// What a partition is read for.
+#[derive(Clone, Copy, PartialEq)]
+enum Reading {
+    /// The stored columns, text keys as categoricals (`schema`).
+    Table,
+    /// As the diff wants it (`read_diff_input`).
+    DiffInput,
 }
 
 fn read_partition_where(
     path: Option<&Path>,
     layout: &Layout,
     filter: Option<Expr>,
+    reading: Reading,
 ) -> Result<DataFrame> {
     let schema = Arc::new(schema(layout));
     let Some(path) = path else {
         return Ok(DataFrame::empty_with_schema(&schema));
     };
-    let frame = if is_parquet(path) {
-        scan_parquet(path, layout)
+    let frame = if is_parquet(path) && reading == Reading::DiffInput {
+        let mut columns: Vec<Expr> = layout.names().map(col).collect();
+        columns.push(col(fingerprint::COLUMN));
+        scan_parquet_as_stored(path).map(|f| f.select(columns))
+    } else if is_parquet(path) {
+        let columns: Vec<Expr> = layout.names().map(col).collect();
+        scan_parquet(path, layout).map(|f| f.select(columns))
     } else if filter.is_none() {
         // The eager reader: for a whole CSV file it is faster than a scan.
         let frame = CsvReadOptions::default()
@@ -125,15 +144,23 @@ pub fn is_parquet(path: &Path) -> bool {
 /// Scans a Parquet file of `migrate`'s (a partition, issues or removals) with its text key
 /// columns as categoricals of the one global mapping, as the diff joins them.
 pub fn scan_parquet(path: &Path, layout: &Layout) -> PolarsResult<LazyFrame> {
+    scan_parquet_as_stored(path).map(|f| f.with_columns(keys_as_categorical(layout)))
+}
+
+/// Scans a Parquet file of `migrate`'s with its columns as the file types them.
+fn scan_parquet_as_stored(path: &Path) -> PolarsResult<LazyFrame> {
     let mut args = ScanArgsParquet::default();
     // A `date=` folder in the path is not a column: the file alone is complete.
     args.hive_options.enabled = Some(false);
-    let as_categorical: Vec<Expr> = (layout.columns.iter())
+    LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), args)
+}
+
+/// The text key columns cast to categoricals of the one global mapping.
+fn keys_as_categorical(layout: &Layout) -> Vec<Expr> {
+    (layout.columns.iter())
         .filter(|c| c.is_key && c.kind == ColumnKind::Text)
         .map(|c| col(c.name.as_str()).cast(DataType::from_categories(Categories::global())))
-        .collect();
-    let source = PlRefPath::new(path.to_string_lossy().as_ref());
-    LazyFrame::scan_parquet(source, args).map(|f| f.with_columns(as_categorical))
+        .collect()
 }
 
 pub fn key_exprs(layout: &Layout) -> Vec<Expr> {
@@ -202,6 +229,124 @@ pub fn check_unique_keys(frame: &DataFrame, layout: &Layout) -> Result<()> {
 /// far less than a separate group-by; only when it fails is the slow check run, to name
 /// the duplicated key.
 pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<DiffResult> {
+    let fingerprinted = |f: &DataFrame| f.schema().contains(fingerprint::COLUMN);
+    if fingerprinted(&new) && old.as_ref().is_none_or(fingerprinted) {
+        if let Some(result) = diff_on_fingerprints(old.as_ref(), &new, layout)? {
+            return Ok(result);
+        }
+    }
+    // No fingerprints (CSV partitions), or two keys share one: join on the key columns.
+    let on_keys = |frame: DataFrame| -> Result<DataFrame> {
+        let frame = match fingerprinted(&frame) {
+            true => frame.drop(fingerprint::COLUMN)?,
+            false => frame,
+        };
+        Ok(frame
+            .lazy()
+            .with_columns(keys_as_categorical(layout))
+            .collect()?)
+    };
+    diff_on_keys(old.map(on_keys).transpose()?, on_keys(new)?, layout)
+}
+
+/// The diff joined on the key fingerprints: one integer column instead of the key's
+/// columns. None when two distinct keys share a fingerprint (the join finds a fingerprint
+/// twice on one side, or pairs rows whose keys differ), or when a key is duplicated: the
+/// join on the key columns then gives the answer, or names the duplicate.
+fn diff_on_fingerprints(
+    old: Option<&DataFrame>,
+    new: &DataFrame,
+    layout: &Layout,
+) -> Result<Option<DiffResult>> {
+    let rows = new.height();
+    let stored: Vec<Expr> = layout.names().map(col).collect();
+    let Some(old) = old else {
+        let distinct = new.column(fingerprint::COLUMN)?.n_unique()?;
+        if distinct != rows {
+            return Ok(None);
+        }
+        let mut selected = stored;
+        selected.push(lit(true).alias(ADDED));
+        let issues = sort_by_key(new.clone().lazy(), layout)
+            .select(selected)
+            .collect()?;
+        return Ok(Some(DiffResult {
+            added: issues.height(),
+            changed: 0,
+            issues: text_as_strings(issues)?,
+            removed: DataFrame::empty_with_schema(&removed_schema(layout)),
+            rows,
+        }));
+    };
+    let keys = layout.key_names();
+    let compared = layout.compared_names();
+    let names: Vec<&str> = layout.names().collect();
+    let on = [col(fingerprint::COLUMN)];
+    let mut old_side: Vec<Expr> = on.to_vec();
+    old_side.extend(suffixed(&names, OLD_SUFFIX));
+    old_side.push(lit(true).alias(IN_OLD));
+    let mut new_side = stored.clone();
+    new_side.extend(on.iter().cloned());
+    new_side.push(lit(true).alias(IN_NEW));
+    let mut args = JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns);
+    args.validation = JoinValidation::OneToOne;
+    let joined = new.clone().lazy().select(new_side).join(
+        old.clone().lazy().select(old_side),
+        on.to_vec(),
+        on.to_vec(),
+        args,
+    );
+    let Ok(joined) = joined.collect() else {
+        return Ok(None);
+    };
+    let in_new = col(IN_NEW).is_not_null();
+    let in_old = col(IN_OLD).is_not_null();
+    let collided = joined
+        .clone()
+        .lazy()
+        .filter(
+            in_new
+                .clone()
+                .and(in_old)
+                .and(any_differs(&keys, OLD_SUFFIX)),
+        )
+        .select([len()])
+        .collect()?;
+    if collided.column("len")?.u32()?.get(0) != Some(0) {
+        return Ok(None);
+    }
+    let is_added = col(IN_OLD).is_null();
+    let mut selected = stored;
+    selected.push(is_added.clone().alias(ADDED));
+    if compared.contains(&VALUE) {
+        selected.push(col(PREVIOUS_VALUE));
+    }
+    let differs = any_differs(&compared, OLD_SUFFIX);
+    let issues = sort_by_key(
+        (joined.clone().lazy()).filter(in_new.clone().and(is_added.or(differs))),
+        layout,
+    )
+    .select(selected)
+    .collect()?;
+    let added = issues.column(ADDED)?.bool()?.sum().unwrap_or(0) as usize;
+    let last_values: Vec<Expr> = (names.iter())
+        .map(|c| col(format!("{c}{OLD_SUFFIX}")).alias(*c))
+        .collect();
+    let removed = (joined.lazy().filter(in_new.not()))
+        .select(last_values)
+        .collect()?;
+    let removed = sort_by_key(removed.lazy(), layout).collect()?;
+    Ok(Some(DiffResult {
+        changed: issues.height() - added,
+        added,
+        issues: text_as_strings(issues)?,
+        removed: text_as_strings(removed)?,
+        rows,
+    }))
+}
+
+/// The diff joined on the key columns (text keys as categoricals).
+fn diff_on_keys(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<DiffResult> {
     let rows = new.height();
     let keys = key_exprs(layout);
     let stored: Vec<Expr> = layout.names().map(col).collect();
@@ -357,4 +502,127 @@ pub fn text_as_strings(frame: DataFrame) -> Result<DataFrame> {
     let mut frame = frame.lazy().select(casts).collect()?;
     frame.rechunk_mut();
     Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::StoredColumn;
+
+    fn layout() -> Layout {
+        let column = |name: &str, kind, is_key| StoredColumn {
+            name: name.into(),
+            kind,
+            is_key,
+            is_compared: !is_key,
+        };
+        Layout {
+            columns: vec![
+                column("source", ColumnKind::Text, true),
+                column("time_type", ColumnKind::Text, true),
+                column("time_value", ColumnKind::Integer, true),
+                column("geo_value", ColumnKind::Text, true),
+                column("value", ColumnKind::Float, false),
+            ],
+            table_index: vec![1, 2, 3, 4, 5],
+            table_width: 6,
+            partition: 0,
+            time_type: 1,
+            time_value: 2,
+        }
+    }
+
+    /// A partition as extraction writes it, with fingerprints chosen by the test
+    /// (`geo`, `value`, `fingerprint`), so that distinct keys can be made to collide.
+    fn partition(rows: &[(&str, Option<f64>, u64)]) -> DataFrame {
+        let n = rows.len();
+        df!(
+            "source" => vec!["s"; n],
+            "time_type" => vec!["day"; n],
+            "time_value" => vec![20200601i64; n],
+            "geo_value" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "value" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            fingerprint::COLUMN => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        )
+        .unwrap()
+    }
+
+    fn without_fingerprints(frame: &DataFrame) -> DataFrame {
+        frame.drop(fingerprint::COLUMN).unwrap()
+    }
+
+    fn geos(frame: &DataFrame) -> Vec<String> {
+        let column = frame.column("geo_value").unwrap().str().unwrap().clone();
+        column.iter().map(|g| g.unwrap().to_string()).collect()
+    }
+
+    fn assert_same(a: &DiffResult, b: &DiffResult) {
+        assert!(
+            a.issues.equals_missing(&b.issues),
+            "{}\n{}",
+            a.issues,
+            b.issues
+        );
+        assert!(a.removed.equals_missing(&b.removed));
+        assert_eq!((a.added, a.changed, a.rows), (b.added, b.changed, b.rows));
+    }
+
+    #[test]
+    fn fingerprint_join_matches_the_key_join() {
+        let old = partition(&[("a", Some(1.0), 1), ("b", None, 2), ("c", Some(3.0), 3)]);
+        let new = partition(&[
+            ("a", Some(1.5), 1),
+            ("b", None, 2),
+            ("d", Some(f64::NAN), 4),
+        ]);
+        let fast = diff_on_fingerprints(Some(&old), &new, &layout()).unwrap();
+        let fast = fast.expect("no collision: the fingerprint join answers");
+        let slow = diff(
+            Some(without_fingerprints(&old)),
+            without_fingerprints(&new),
+            &layout(),
+        )
+        .unwrap();
+        assert_same(&fast, &slow);
+        assert_eq!(geos(&fast.issues), ["a", "d"]);
+        assert_eq!(geos(&fast.removed), ["c"]);
+    }
+
+    #[test]
+    fn a_new_key_and_a_removed_key_sharing_a_fingerprint_are_not_paired() {
+        // `b` is new and `c` removed; both have fingerprint 2.
+        let old = partition(&[("a", Some(1.0), 1), ("c", Some(3.0), 2)]);
+        let new = partition(&[("a", Some(1.5), 1), ("b", Some(3.0), 2)]);
+        assert!(diff_on_fingerprints(Some(&old), &new, &layout())
+            .unwrap()
+            .is_none());
+        let result = diff(Some(old), new, &layout()).unwrap();
+        assert_eq!(geos(&result.issues), ["a", "b"]);
+        assert_eq!((result.added, result.changed), (1, 1));
+        assert_eq!(geos(&result.removed), ["c"]);
+    }
+
+    #[test]
+    fn two_keys_of_one_backup_sharing_a_fingerprint_are_both_kept() {
+        let old = partition(&[("a", Some(1.0), 1)]);
+        let new = partition(&[("a", Some(1.0), 1), ("b", Some(2.0), 1)]);
+        let first = diff(None, new.clone(), &layout()).unwrap();
+        assert_eq!(geos(&first.issues), ["a", "b"]);
+        let result = diff(Some(old), new, &layout()).unwrap();
+        assert_eq!(geos(&result.issues), ["b"]);
+        assert_eq!((result.added, result.changed), (1, 0));
+    }
+
+    #[test]
+    fn a_duplicated_key_is_still_named() {
+        let old = partition(&[("a", Some(1.0), 1)]);
+        let new = partition(&[("a", Some(1.0), 1), ("a", Some(2.0), 1)]);
+        for old in [None, Some(old)] {
+            let error = diff(old, new.clone(), &layout()).err().expect("an error");
+            assert!(
+                format!("{error:#}").contains("occurs more than once"),
+                "{error:#}"
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use crate::atomic::write_file;
 use crate::backfill::{Backfill, Revisions};
 use crate::config::Config;
-use crate::diff::{combine, diff, read_partition, read_partition_bucket};
+use crate::diff::{combine, diff, read_diff_input};
 use crate::dump::TableDef;
 use crate::emit::{write_issues, write_removals, EmitContext};
 use crate::interrupt;
@@ -528,14 +528,14 @@ fn run_diff_unit(
     let new_path = partition(date, info);
     let old_path = previous.map(|(p, i)| partition(&p.backup.stamp(), i));
     let result = if buckets <= 1 {
-        let new = read_partition(new_path.as_deref(), &layout)?;
+        let new = read_diff_input(new_path.as_deref(), &layout, None)?;
         let kept = carried
             .take()
             .filter(|c| Some(c.index) == unit.index.checked_sub(1));
         let old = match (kept, old_path) {
             (_, None) => None,
             (Some(kept), Some(_)) => Some(kept.frame),
-            (None, Some(path)) => Some(read_partition(path.as_deref(), &layout)?),
+            (None, Some(path)) => Some(read_diff_input(path.as_deref(), &layout, None)?),
         };
         *carried = Some(Carried {
             index: unit.index,
@@ -548,7 +548,7 @@ fn run_diff_unit(
         for bucket in 0..buckets {
             interrupt::check()?;
             let read = |path: &Option<PathBuf>| {
-                read_partition_bucket(path.as_deref(), &layout, bucket, buckets)
+                read_diff_input(path.as_deref(), &layout, Some((bucket, buckets)))
             };
             let new = read(&new_path)?;
             let old = old_path.as_ref().map(read).transpose()?;

@@ -5,6 +5,7 @@
 //! file holds every column but the id, so a file read alone is complete.
 
 mod csv;
+pub mod fingerprint;
 pub mod parquet;
 
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
 //! Partitions as Parquet: every column but the id, typed (text as strings, which the writer
 //! dictionary-encodes, integers and doubles parsed once here instead of at every read).
+//! Each row also gets its key's fingerprint (`fingerprint.rs`), the diff's join column.
 //! Rows are buffered per file in batches of a fixed size, each written as a row group, so
 //! memory stays flat whatever the size of the dump.
 
@@ -12,10 +13,11 @@ use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
     ChunkedBuilder, Column, DataFrame, DataType, Field, Float64Type, Int64Type, IntoColumn,
     ParquetCompression, ParquetWriter, PlSmallStr, PrimitiveChunkedBuilder, Schema,
-    StringChunkedBuilder,
+    StringChunkedBuilder, UInt64Chunked,
 };
 
 use super::csv::{is_decimal, is_integer};
+use super::fingerprint::{self, KeyFingerprint};
 use crate::dump::{ColumnKind, FieldKind, Row};
 use crate::layout::Layout;
 
@@ -23,20 +25,18 @@ use crate::layout::Layout;
 /// sources at once stay in tens of MB.
 const BATCH_ROWS: usize = 1 << 16;
 
-/// The type of each stored column in a Parquet partition.
+/// The type of each stored column in a Parquet partition, and last the key's fingerprint.
 pub fn file_schema(layout: &Layout) -> Schema {
-    layout
-        .columns
-        .iter()
-        .map(|column| {
-            let dtype = match column.kind {
-                ColumnKind::Integer => DataType::Int64,
-                ColumnKind::Float => DataType::Float64,
-                ColumnKind::Text => DataType::String,
-            };
-            Field::new(column.name.as_str().into(), dtype)
-        })
-        .collect()
+    let stored = layout.columns.iter().map(|column| {
+        let dtype = match column.kind {
+            ColumnKind::Integer => DataType::Int64,
+            ColumnKind::Float => DataType::Float64,
+            ColumnKind::Text => DataType::String,
+        };
+        Field::new(column.name.as_str().into(), dtype)
+    });
+    let fingerprint = Field::new(fingerprint::COLUMN.into(), DataType::UInt64);
+    stored.chain(std::iter::once(fingerprint)).collect()
 }
 
 enum Builder {
@@ -55,34 +55,56 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, kind: FieldKind, bytes: &[u8]) -> Result<(), String> {
+    /// Appends one value; a key column's value also goes into the row's `key`.
+    fn push(
+        &mut self,
+        kind: FieldKind,
+        bytes: &[u8],
+        key: Option<&mut KeyFingerprint>,
+    ) -> Result<(), String> {
         if kind == FieldKind::Null {
             match self {
                 Builder::Text(b) => b.append_null(),
                 Builder::Integer(b) => b.append_null(),
                 Builder::Float(b) => b.append_null(),
             }
+            if let Some(key) = key {
+                key.null();
+            }
             return Ok(());
         }
         let not_a_number = || format!("{:?} is not a number", String::from_utf8_lossy(bytes));
         match self {
-            Builder::Text(b) => b.append_value(std::str::from_utf8(bytes).map_err(|_| {
-                "the value is not valid UTF-8 (the dump's character set must be utf8/utf8mb4)"
-                    .to_string()
-            })?),
+            Builder::Text(b) => {
+                b.append_value(std::str::from_utf8(bytes).map_err(|_| {
+                    "the value is not valid UTF-8 (the dump's character set must be utf8/utf8mb4)"
+                        .to_string()
+                })?);
+                if let Some(key) = key {
+                    key.text(bytes);
+                }
+            }
             Builder::Integer(b) => {
                 let text = std::str::from_utf8(bytes)
                     .ok()
                     .filter(|_| is_integer(bytes));
                 let value = text.and_then(|t| t.parse::<i64>().ok());
-                b.append_value(value.ok_or_else(not_a_number)?);
+                let value = value.ok_or_else(not_a_number)?;
+                b.append_value(value);
+                if let Some(key) = key {
+                    key.integer(value);
+                }
             }
             Builder::Float(b) => {
                 let text = std::str::from_utf8(bytes)
                     .ok()
                     .filter(|_| is_decimal(bytes));
                 let value = text.and_then(|t| t.parse::<f64>().ok());
-                b.append_value(value.ok_or_else(not_a_number)?);
+                let value = value.ok_or_else(not_a_number)?;
+                b.append_value(value);
+                if let Some(key) = key {
+                    key.float(value);
+                }
             }
         }
         Ok(())
@@ -100,6 +122,8 @@ impl Builder {
 pub(super) struct ParquetPartition {
     writer: BatchedWriter<BufWriter<File>>,
     builders: Vec<Builder>,
+    key: KeyFingerprint,
+    fingerprints: Vec<u64>,
     rows: usize,
     layout: Layout,
 }
@@ -118,6 +142,8 @@ impl ParquetPartition {
         Ok(ParquetPartition {
             writer,
             builders: new_builders(layout),
+            key: KeyFingerprint::default(),
+            fingerprints: Vec::with_capacity(BATCH_ROWS),
             rows: 0,
             layout: layout.clone(),
         })
@@ -131,10 +157,12 @@ impl ParquetPartition {
     ) -> Result<(), String> {
         for (i, (builder, column)) in self.builders.iter_mut().zip(&layout.columns).enumerate() {
             let (kind, bytes) = row.get(map[i]);
+            let key = column.is_key.then_some(&mut self.key);
             builder
-                .push(kind, bytes)
+                .push(kind, bytes, key)
                 .map_err(|e| format!("column `{}`: {e}", column.name))?;
         }
+        self.fingerprints.push(self.key.finish());
         self.rows += 1;
         if self.rows == BATCH_ROWS {
             self.flush()
@@ -145,7 +173,11 @@ impl ParquetPartition {
 
     fn flush(&mut self) -> Result<()> {
         let builders = std::mem::replace(&mut self.builders, new_builders(&self.layout));
-        let columns: Vec<Column> = builders.into_iter().map(Builder::finish).collect();
+        let mut columns: Vec<Column> = builders.into_iter().map(Builder::finish).collect();
+        let fingerprints =
+            std::mem::replace(&mut self.fingerprints, Vec::with_capacity(BATCH_ROWS));
+        columns
+            .push(UInt64Chunked::from_vec(fingerprint::COLUMN.into(), fingerprints).into_column());
         let batch = DataFrame::new(self.rows, columns)?;
         self.writer.write_batch(&batch)?;
         self.rows = 0;
