@@ -142,13 +142,17 @@ fn print_summary(summary: &RunSummary) {
     for (source, totals) in &summary.sources {
         let backfill = &totals.backfill;
         println!(
-            "{:<24} {:>12} {:>10} {:>10} {:>10} {:>9.2} {:>10.1} {:>11} {:>10}",
+            "{:<24} {:>12} {:>10} {:>10} {:>10} {:>9} {:>10.1} {:>11} {:>10}",
             source,
             totals.rows_seen,
             totals.added,
             totals.changed,
             totals.removed,
-            totals.seconds,
+            // Units found finished took their time in an earlier run.
+            match totals.units_run {
+                0 => "-".to_string(),
+                _ => format!("{:.2}", totals.seconds),
+            },
             100.0 * backfill.revised_share,
             backfill
                 .median_revision_lag

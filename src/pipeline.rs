@@ -15,6 +15,7 @@ use crate::atomic::write_file;
 use crate::backfill::{Backfill, Revisions};
 use crate::config::Config;
 use crate::diff::{combine, diff, read_diff_input};
+use crate::dry_run::human;
 use crate::dump::TableDef;
 use crate::emit::{write_issues, write_removals, EmitContext};
 use crate::interrupt;
@@ -22,7 +23,7 @@ use crate::layout::Layout;
 use crate::lock::lock_work_folder;
 use crate::partition::{extract, PartitionInfo};
 use crate::plan::{DiffUnit, Plan};
-use crate::progress::Progress;
+use crate::progress::{InOrder, Progress};
 use crate::schedule::{
     buckets_for, current_rss, estimate_diff_bytes, memory_budget, run_within_budget,
 };
@@ -46,10 +47,13 @@ pub struct SourceSummary {
     pub changed: u64,
     pub removed: u64,
     pub backfill: Backfill,
-    /// Seconds its diff units took (a resumed run counts earlier timings). Printed, not
-    /// saved: summary.json is the same for a resumed and an uninterrupted run.
+    /// Seconds its diff units took in this run, and how many ran (a resumed run does not
+    /// count earlier timings). Printed, not saved: summary.json is the same for a resumed
+    /// and an uninterrupted run.
     #[serde(skip)]
     pub seconds: f64,
+    #[serde(skip)]
+    pub units_run: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,10 +154,12 @@ pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -
         .num_threads(config.jobs)
         .thread_name(|i| format!("extract-{i}"))
         .build()?;
+    let lines = InOrder::default();
     let results: Vec<(usize, Result<PartitionInfo>)> = pool.install(|| {
         pending
             .par_iter()
-            .map(|&i| {
+            .enumerate()
+            .map(|(position, &i)| {
                 let unit = &plan.extracts[i];
                 let started = Instant::now();
                 let result = interrupt::check()
@@ -164,15 +170,18 @@ pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -
                         let on_read = Box::new(move |n| progress.advance(n));
                         extract(&unit.backup, &unit.inputs, config, &dest, on_read)
                     });
-                if let Ok(info) = &result {
+                let line = result.as_ref().ok().map(|info| {
                     let seconds = started.elapsed().as_secs_f64();
-                    progress.log(format!(
-                        "extracted {}: {} rows, {:.1} MB of SQL in {seconds:.1} s ({:.0} MB/s)",
+                    format!(
+                        "extracted {}: {} rows, {} of SQL in {seconds:.1} s ({}/s)",
                         unit.backup.stamp(),
                         info.rows,
-                        info.sql_bytes as f64 / 1e6,
-                        info.sql_bytes as f64 / 1e6 / seconds.max(1e-9)
-                    ));
+                        human(info.sql_bytes),
+                        human((info.sql_bytes as f64 / seconds.max(1e-3)) as u64)
+                    )
+                });
+                for line in lines.finished(position, line) {
+                    progress.log(line);
                 }
                 (i, result)
             })
@@ -607,6 +616,7 @@ fn run_diff_unit(
         removed: result.removed.height() as u64,
         seconds: started.elapsed().as_secs_f64(),
         revisions: stats.revisions,
+        made_now: true,
     };
     let json = serde_json::to_string_pretty(&record)?;
     write_file(&paths.record(date, &unit.stem), |out| {
@@ -630,7 +640,10 @@ fn summarize(
         totals.added += record.added;
         totals.changed += record.changed;
         totals.removed += record.removed;
-        totals.seconds += record.seconds;
+        if record.made_now {
+            totals.seconds += record.seconds;
+            totals.units_run += 1;
+        }
         revisions
             .entry(record.source.clone())
             .or_default()

@@ -96,3 +96,41 @@ impl Progress {
         }
     }
 }
+
+/// Lines of work items that finish in any order, released in the items' order: item `i`'s
+/// line is logged once items `0..i` have finished, so the log reads the same every run.
+#[derive(Default)]
+pub struct InOrder {
+    /// The first item not yet released, and the finished items after it.
+    state: Mutex<(usize, std::collections::BTreeMap<usize, Option<String>>)>,
+}
+
+impl InOrder {
+    /// Records item `index` as finished with its line (None: nothing to log), and returns
+    /// the lines now due, in order.
+    pub fn finished(&self, index: usize, line: Option<String>) -> Vec<String> {
+        let mut state = self.state.lock().expect("not poisoned");
+        let (next, waiting) = &mut *state;
+        waiting.insert(index, line);
+        let mut due = Vec::new();
+        while let Some(line) = waiting.remove(next) {
+            due.extend(line);
+            *next += 1;
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InOrder;
+
+    #[test]
+    fn lines_come_out_in_item_order() {
+        let order = InOrder::default();
+        assert!(order.finished(2, Some("c".into())).is_empty());
+        assert!(order.finished(1, None).is_empty());
+        assert_eq!(order.finished(0, Some("a".into())), ["a", "c"]);
+        assert_eq!(order.finished(3, Some("d".into())), ["d"]);
+    }
+}

@@ -84,6 +84,9 @@ pub struct DiffRecord {
     pub seconds: f64,
     #[serde(default)]
     pub revisions: crate::backfill::Revisions,
+    /// Whether this run made the record (false for one found finished); not saved.
+    #[serde(skip)]
+    pub made_now: bool,
 }
 
 impl DiffRecord {
