@@ -24,6 +24,7 @@ pub mod plan;
 pub mod plot;
 pub mod progress;
 pub mod replay;
+pub mod row_filter;
 pub mod schedule;
 pub mod source;
 pub mod state;
