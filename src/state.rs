@@ -84,6 +84,10 @@ pub struct DiffRecord {
     pub seconds: f64,
     #[serde(default)]
     pub revisions: crate::backfill::Revisions,
+    /// Issue rows whose `time_value` is after the backup date; None in records written
+    /// before they were counted.
+    #[serde(default)]
+    pub negative_lag_rows: Option<u64>,
 }
 
 impl DiffRecord {
