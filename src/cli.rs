@@ -64,9 +64,14 @@ pub struct PlotArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     pub geo: Vec<String>,
 
-    /// As-of dates to draw (YYYYMMDD, comma-separated) [default: up to 8 backups]
+    /// As-of dates to draw (YYYYMMDD, comma-separated) [default: up to 8 backups; with
+    /// --lag, the last]
     #[arg(long, value_delimiter = ',')]
     pub asof: Vec<String>,
+
+    /// Also draw the series at these lags (days, epiweeks for weekly rows; comma-separated)
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(i64).range(0..))]
+    pub lag: Vec<i64>,
 
     /// The SVG file to write
     #[arg(long, value_name = "FILE")]

@@ -81,6 +81,7 @@ fn main() -> ExitCode {
                 signal: args.signal,
                 geo_values: args.geo,
                 asof: args.asof,
+                lags: args.lag,
                 to: args.to,
             };
             plot(&request).map(|drawn| {
