@@ -37,8 +37,11 @@ pub enum Command {
     /// Rebuild every backup from the output and compare it with the backup; exit 1 on any
     /// difference
     Verify(RunArgs),
-    /// Write the table as it was on a date, from the output alone
+    /// Write the table as it was on a date, or the series at a lag, from the output alone
     Asof(AsofArgs),
+    /// List every issue of some points of one signal, with lag and change, from the output
+    /// alone
+    History(HistoryArgs),
     /// Draw the back-fill of a series to SVG: values as of several dates, revisions by lag
     Plot(PlotArgs),
 }
@@ -61,9 +64,14 @@ pub struct PlotArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     pub geo: Vec<String>,
 
-    /// As-of dates to draw (YYYYMMDD, comma-separated) [default: up to 8 backups]
+    /// As-of dates to draw (YYYYMMDD, comma-separated) [default: up to 8 backups; with
+    /// --lag, the last]
     #[arg(long, value_delimiter = ',')]
     pub asof: Vec<String>,
+
+    /// Also draw the series at these lags (days, epiweeks for weekly rows; comma-separated)
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(i64).range(0..))]
+    pub lag: Vec<i64>,
 
     /// The SVG file to write
     #[arg(long, value_name = "FILE")]
@@ -75,6 +83,7 @@ pub enum Action {
     Run(Stages, RunArgs),
     Verify(RunArgs),
     Asof(AsofArgs),
+    History(HistoryArgs),
     Plot(PlotArgs),
 }
 
@@ -86,6 +95,7 @@ impl Cli {
             Some(Command::Diff(args)) => Action::Run(Stages::Diff, args),
             Some(Command::Verify(args)) => Action::Verify(args),
             Some(Command::Asof(args)) => Action::Asof(args),
+            Some(Command::History(args)) => Action::History(args),
             Some(Command::Plot(args)) => Action::Plot(args),
         }
     }
@@ -97,9 +107,15 @@ pub struct AsofArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// The date (YYYYMMDD): the table as of the last backup on or before it
-    #[arg(long, value_parser = parse_date)]
-    pub date: chrono::NaiveDate,
+    /// The date (YYYYMMDD): the table as of the last backup on or before it; with --lag,
+    /// only backups up to it count
+    #[arg(long, value_parser = parse_date, required_unless_present = "lag")]
+    pub date: Option<chrono::NaiveDate>,
+
+    /// The series at this lag instead: for every key its latest issue with lag <= K (days,
+    /// epiweeks for weekly rows), with `issue` and `lag` columns
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(i64).range(0..))]
+    pub lag: Option<i64>,
 
     /// Only rows of these sources (comma-separated)
     #[arg(long, value_delimiter = ',')]
@@ -120,6 +136,63 @@ pub struct AsofArgs {
     /// Less log output
     #[arg(short, long, action = ArgAction::Count)]
     pub quiet: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The output folder of a migration
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// The source of the points
+    #[arg(long)]
+    pub source: String,
+
+    /// The signal of the points
+    #[arg(long)]
+    pub signal: String,
+
+    /// Only these geo values (comma-separated) [default: all]
+    #[arg(long, value_delimiter = ',')]
+    pub geo: Vec<String>,
+
+    /// Only this time_value, or those in D1..D2 (inclusive), as stored: YYYYMMDD for daily
+    /// rows, YYYYWW for weekly rows [default: all]
+    #[arg(long, value_name = "D|D1..D2", value_parser = parse_time_range)]
+    pub time_value: Option<(i64, i64)>,
+
+    /// Output format [default: table on a terminal, else csv]
+    #[arg(long, value_enum)]
+    pub format: Option<HistoryFormat>,
+
+    /// Less log output
+    #[arg(short, long, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    /// CSV with a header; NULL is an empty field
+    Csv,
+    /// Aligned columns for reading
+    Table,
+}
+
+/// Parses `D` or `D1..D2` into an inclusive range.
+fn parse_time_range(text: &str) -> Result<(i64, i64), String> {
+    let number = |part: &str| {
+        part.trim()
+            .parse::<i64>()
+            .map_err(|_| format!("{part:?} is not a time_value such as 20200624 or 202026"))
+    };
+    let (low, high) = match text.split_once("..") {
+        Some((low, high)) => (number(low)?, number(high)?),
+        None => (number(text)?, number(text)?),
+    };
+    if low > high {
+        return Err(format!("{text:?}: the range ends before it starts"));
+    }
+    Ok((low, high))
 }
 
 /// Parses a size such as `1073741824`, `500MB`, `1.5GiB` or `2G` (G and GiB are 2^30).
@@ -152,6 +225,19 @@ fn parse_size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::parse_size;
+
+    #[test]
+    fn time_ranges() {
+        use super::parse_time_range;
+        assert_eq!(parse_time_range("20200624"), Ok((20200624, 20200624)));
+        assert_eq!(
+            parse_time_range("20200601..20200630"),
+            Ok((20200601, 20200630))
+        );
+        assert!(parse_time_range("20200630..20200601").is_err());
+        assert!(parse_time_range("2020-06-01").is_err());
+        assert!(parse_time_range("20200601..").is_err());
+    }
 
     #[test]
     fn sizes() {

@@ -483,7 +483,17 @@ pub fn write_table(
     format: OutputFormat,
     table: &str,
 ) -> Result<()> {
-    let names: Vec<&str> = layout.names().collect();
+    write_rows(out, frame, layout.names().collect(), format, table)
+}
+
+/// Writes the columns `names` of a frame's rows (text, integer and double columns).
+pub fn write_rows(
+    out: &mut dyn Write,
+    frame: &DataFrame,
+    names: Vec<&str>,
+    format: OutputFormat,
+    table: &str,
+) -> Result<()> {
     if format == OutputFormat::Parquet {
         ParquetWriter::new(out).finish(&mut frame.select(names)?)?;
         return Ok(());

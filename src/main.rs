@@ -2,12 +2,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use migrate::asof::asof;
-use migrate::cli::{Action, Cli, LogFormat, RunArgs};
-use migrate::config::Config;
+use migrate::cli::{Action, Cli, HistoryArgs, HistoryFormat, LogFormat, RunArgs};
+use migrate::config::{Config, OutputFormat};
+use migrate::emit::write_rows;
 use migrate::exit_codes::{ExitStatus, UsageError};
+use migrate::history::{history, HistoryRequest};
 use migrate::lock::Busy;
 use migrate::pipeline::{run, RunSummary};
 use migrate::plot::{plot, PlotRequest};
+use migrate::text_table::write_text_table;
 use migrate::verify::verify;
 use migrate::{dry_run, interrupt, logging};
 
@@ -57,7 +60,18 @@ fn main() -> ExitCode {
         Action::Asof(args) => {
             logging::init(-(args.quiet as i8), LogFormat::Text);
             interrupt::install();
-            asof(&args).map(|rows| tracing::info!("{rows} rows as of {}", args.date))
+            asof(&args).map(|rows| match (args.lag, args.date) {
+                (Some(lag), Some(date)) => {
+                    tracing::info!("{rows} rows at lag {lag}, from backups up to {date}")
+                }
+                (Some(lag), None) => tracing::info!("{rows} rows at lag {lag}"),
+                (None, date) => tracing::info!("{rows} rows as of {}", date.unwrap_or_default()),
+            })
+        }
+        Action::History(args) => {
+            logging::init(-(args.quiet as i8), LogFormat::Text);
+            interrupt::install();
+            print_history(args)
         }
         Action::Plot(args) => {
             logging::init(0, LogFormat::Text);
@@ -67,6 +81,7 @@ fn main() -> ExitCode {
                 signal: args.signal,
                 geo_values: args.geo,
                 asof: args.asof,
+                lags: args.lag,
                 to: args.to,
             };
             plot(&request).map(|drawn| {
@@ -98,6 +113,39 @@ fn main() -> ExitCode {
             ExitStatus::Failure.into()
         }
     }
+}
+
+/// Writes the history of the asked points to standard output: a table on a terminal, else
+/// CSV (unless `--format` says).
+fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let request = HistoryRequest {
+        out: args.out,
+        source: args.source,
+        signal: args.signal,
+        geo_values: args.geo,
+        time_values: args.time_value,
+    };
+    let frame = history(&request)?;
+    let stdout = std::io::stdout();
+    let format = args.format.unwrap_or(match stdout.is_terminal() {
+        true => HistoryFormat::Table,
+        false => HistoryFormat::Csv,
+    });
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match format {
+        HistoryFormat::Csv => {
+            let names = frame
+                .get_column_names()
+                .into_iter()
+                .map(|n| n.as_str())
+                .collect();
+            write_rows(&mut out, &frame, names, OutputFormat::Csv, "")?
+        }
+        HistoryFormat::Table => write_text_table(&mut out, &frame)?,
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Sets up logging and Ctrl-C from the flags, checks them into a `Config`, and runs `body`.

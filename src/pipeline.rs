@@ -47,6 +47,11 @@ pub struct SourceSummary {
     pub changed: u64,
     pub removed: u64,
     pub backfill: Backfill,
+    /// Issue rows whose `time_value` is after their backup's date (a negative lag); left
+    /// out when some records did not count them. `history` reads only the backups that can
+    /// hold a point when this is 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_lag_rows: Option<u64>,
     /// Seconds its diff units took in this run, and how many ran (a resumed run does not
     /// count earlier timings). Printed, not saved: summary.json is the same for a resumed
     /// and an uninterrupted run.
@@ -616,6 +621,7 @@ fn run_diff_unit(
         removed: result.removed.height() as u64,
         seconds: started.elapsed().as_secs_f64(),
         revisions: stats.revisions,
+        negative_lag_rows: Some(stats.from_the_future as u64),
         made_now: true,
     };
     let json = serde_json::to_string_pretty(&record)?;
@@ -635,7 +641,13 @@ fn summarize(
     let mut sources: BTreeMap<String, SourceSummary> = BTreeMap::new();
     let mut revisions: BTreeMap<String, Revisions> = BTreeMap::new();
     for record in records {
-        let totals = sources.entry(record.source.clone()).or_default();
+        let totals = (sources.entry(record.source.clone())).or_insert_with(|| SourceSummary {
+            negative_lag_rows: Some(0),
+            ..SourceSummary::default()
+        });
+        totals.negative_lag_rows = (totals.negative_lag_rows)
+            .zip(record.negative_lag_rows)
+            .map(|(sum, rows)| sum + rows);
         totals.rows_seen += record.rows;
         totals.added += record.added;
         totals.changed += record.changed;

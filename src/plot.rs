@@ -6,14 +6,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use chrono::NaiveDate;
+use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
 use plotters::prelude::*;
 use polars::prelude::*;
 
 use crate::asof::Output;
 use crate::diff::{key_exprs, read_partition};
 use crate::epiweek::{date_from_yyyymmdd, Epiweek};
+use crate::events::read_events;
+use crate::lag_view::at_lag;
 use crate::partition::file_stem;
 use crate::replay::apply;
+use crate::row_filter::RowFilter;
 
 /// At most this many as-of dates are drawn when none are chosen.
 const DEFAULT_LINES: usize = 8;
@@ -23,8 +27,11 @@ pub struct PlotRequest {
     pub source: String,
     pub signal: String,
     pub geo_values: Vec<String>,
-    /// Dates to draw the series as of (YYYYMMDD); empty: up to 8 backups, evenly spread.
+    /// Dates to draw the series as of (YYYYMMDD); empty: up to 8 backups, evenly spread,
+    /// or with `lags` the last backup (the latest values).
     pub asof: Vec<String>,
+    /// Lags to draw the series at (see `lag_view`).
+    pub lags: Vec<i64>,
     pub to: PathBuf,
 }
 
@@ -42,6 +49,13 @@ struct Line {
     points: Vec<(i32, f64)>,
 }
 
+/// A series at one lag, per geo.
+struct LagLine {
+    lag: i64,
+    geo: String,
+    points: Vec<(i32, f64)>,
+}
+
 pub fn plot(request: &PlotRequest) -> Result<Drawn> {
     let output = Output::open(&request.out)?;
     let layout = &output.layout;
@@ -50,7 +64,10 @@ pub fn plot(request: &PlotRequest) -> Result<Drawn> {
     if !names.contains(&"signal") || !names.contains(&"geo_value") || !names.contains(&"value") {
         bail!("plot needs `signal`, `geo_value` and `value` columns");
     }
-    let asof = chosen_dates(&output.dates, &request.asof)?;
+    let asof = match (request.asof.is_empty(), request.lags.is_empty()) {
+        (true, false) => output.dates.last().cloned().into_iter().collect(),
+        _ => chosen_dates(&output.dates, &request.asof)?,
+    };
     let stem = file_stem(&request.source);
     let scratch = output.scratch()?;
     let wanted = col("signal")
@@ -93,7 +110,11 @@ pub fn plot(request: &PlotRequest) -> Result<Drawn> {
             }
         }
     }
-    if lines.iter().all(|l| l.points.is_empty()) {
+    let lag_lines = lag_lines(&output, request, &stem, scratch.path())?;
+    let no_points = |points: &Vec<(i32, f64)>| points.is_empty();
+    if lines.iter().map(|l| &l.points).all(no_points)
+        && lag_lines.iter().map(|l| &l.points).all(no_points)
+    {
         bail!(
             "no rows of source {}, signal {} and geo {} in the output",
             request.source,
@@ -101,11 +122,52 @@ pub fn plot(request: &PlotRequest) -> Result<Drawn> {
             request.geo_values.join(",")
         );
     }
-    draw(&request.to, request, &lines, &revisions)?;
+    draw(&request.to, request, &lines, &lag_lines, &revisions)?;
     Ok(Drawn {
-        lines: lines.len(),
+        lines: lines.len() + lag_lines.len(),
         revisions: revisions.len(),
     })
+}
+
+/// The series at each asked lag, per geo, from every backup of the output.
+fn lag_lines(
+    output: &Output,
+    request: &PlotRequest,
+    stem: &str,
+    scratch: &Path,
+) -> Result<Vec<LagLine>> {
+    if request.lags.is_empty() {
+        return Ok(Vec::new());
+    }
+    let layout = &output.layout;
+    let names: Vec<&str> = layout.names().collect();
+    let (time_value, time_type) = (names[layout.time_value], names[layout.time_type]);
+    let filter = RowFilter::default()
+        .one_of("signal", std::slice::from_ref(&request.signal))
+        .one_of("geo_value", &request.geo_values);
+    let events = read_events(output, stem, &output.dates, &filter, scratch)?;
+    let mut lines = Vec::new();
+    for &lag in &request.lags {
+        let rows = at_lag(&events, layout, lag)?
+            .rows
+            .lazy()
+            .select([
+                col("geo_value").cast(DataType::String),
+                col(time_type).cast(DataType::String),
+                col(time_value),
+                col("value"),
+            ])
+            .sort([time_value], SortMultipleOptions::default())
+            .collect()?;
+        for geo in &request.geo_values {
+            lines.push(LagLine {
+                lag,
+                geo: geo.clone(),
+                points: points_of(&rows, geo)?,
+            });
+        }
+    }
+    Ok(lines)
 }
 
 /// The as-of dates to draw: the chosen ones (each must be a backup), else up to
@@ -203,6 +265,7 @@ fn draw(
     path: &Path,
     request: &PlotRequest,
     lines: &[Line],
+    lag_lines: &[LagLine],
     revisions: &[(i64, f64)],
 ) -> Result<()> {
     if path.extension().is_none_or(|e| e != "svg") {
@@ -212,10 +275,13 @@ fn draw(
     let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot draw {}: {e}", path.display());
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let (upper, lower) = root.split_vertically(470);
-    let (x0, x1) =
-        bounds(lines.iter().flat_map(|l| l.points.iter().map(|p| p.0))).expect("some points");
-    let (y0, y1) =
-        bounds(lines.iter().flat_map(|l| l.points.iter().map(|p| p.1))).expect("some points");
+    let all_points = || {
+        (lines.iter().map(|l| &l.points))
+            .chain(lag_lines.iter().map(|l| &l.points))
+            .flatten()
+    };
+    let (x0, x1) = bounds(all_points().map(|p| p.0)).expect("some points");
+    let (y0, y1) = bounds(all_points().map(|p| p.1)).expect("some points");
     let pad = ((y1 - y0) * 0.08).max(1e-9);
     let day_label = |d: &i32| {
         NaiveDate::from_num_days_from_ce_opt(*d)
@@ -224,10 +290,14 @@ fn draw(
     let mut chart = ChartBuilder::on(&upper)
         .caption(
             format!(
-                "{} {} {}: value as of each backup (newest darkest)",
+                "{} {} {}: value as of each backup (newest darkest){}",
                 request.source,
                 request.signal,
-                request.geo_values.join(",")
+                request.geo_values.join(","),
+                match lag_lines.is_empty() {
+                    true => String::new(),
+                    false => ", dashed: at each lag".to_string(),
+                }
             ),
             ("sans-serif", 20),
         )
@@ -277,6 +347,7 @@ fn draw(
                 });
         }
     }
+    draw_lag_lines(&mut chart, request, lag_lines).map_err(|e| fail(&e))?;
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -310,6 +381,44 @@ fn draw(
         .map_err(|e| fail(&e))?;
     drop(chart);
     root.present().map_err(|e| fail(&e))
+}
+
+/// The series at each lag as dashed lines, a colour per lag, one legend entry per lag.
+fn draw_lag_lines<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordi32, RangedCoordf64>>,
+    request: &PlotRequest,
+    lag_lines: &[LagLine],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    const LAG_COLOURS: [RGBColor; 6] = [
+        RGBColor(230, 97, 1),
+        RGBColor(27, 158, 119),
+        RGBColor(217, 95, 2),
+        RGBColor(117, 112, 179),
+        RGBColor(231, 41, 138),
+        RGBColor(102, 166, 30),
+    ];
+    for line in lag_lines {
+        let rank = request
+            .lags
+            .iter()
+            .position(|l| *l == line.lag)
+            .unwrap_or(0);
+        let colour = LAG_COLOURS[rank % LAG_COLOURS.len()];
+        let series = chart.draw_series(DashedLineSeries::new(
+            line.points.iter().copied(),
+            6,
+            4,
+            colour.stroke_width(2),
+        ))?;
+        if line.geo == request.geo_values[0] {
+            series
+                .label(format!("lag {}", line.lag))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::diff::{
 use crate::dump::{ColumnKind, DumpReader, Event};
 use crate::layout::Layout;
 use crate::partition::write_field;
+use crate::row_filter::{FieldFilter, RowFilter};
 use crate::target::MISSING_DELETED;
 
 /// Columns of an issues file: the stored columns, then `issue` and `lag`.
@@ -35,7 +36,16 @@ fn read_csv(path: &Path, schema: Schema) -> Result<DataFrame> {
 }
 
 fn read_parquet(path: &Path, layout: &Layout) -> Result<DataFrame> {
+    read_parquet_where(path, layout, None)
+}
+
+/// Reads a Parquet file, keeping the rows of `predicate` (pushed down to the scan).
+fn read_parquet_where(path: &Path, layout: &Layout, predicate: Option<Expr>) -> Result<DataFrame> {
     scan_parquet(path, layout)
+        .map(|frame| match predicate {
+            Some(predicate) => frame.filter(predicate),
+            None => frame,
+        })
         .and_then(|frame| frame.collect())
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot read {}", path.display()))
@@ -44,25 +54,44 @@ fn read_parquet(path: &Path, layout: &Layout) -> Result<DataFrame> {
 /// Reads an issues file written by `migrate` (SQL, CSV or Parquet, by its extension);
 /// None: no file.
 pub fn read_issues(path: Option<&Path>, layout: &Layout, scratch: &Path) -> Result<DataFrame> {
+    read_issues_where(path, layout, scratch, &RowFilter::default())
+}
+
+/// `read_issues`, keeping only the rows `filter` accepts: SQL rows are tested on their raw
+/// fields, so the rows left out cost no conversion.
+pub fn read_issues_where(
+    path: Option<&Path>,
+    layout: &Layout,
+    scratch: &Path,
+    filter: &RowFilter,
+) -> Result<DataFrame> {
     let schema = issues_schema(layout);
     let Some(path) = path else {
         return Ok(DataFrame::empty_with_schema(&schema));
     };
-    if is_parquet(path) {
-        return read_parquet(path, layout);
-    }
     if path.extension().is_some_and(|e| e == "sql") {
         let csv = scratch.join("issues-from-sql.csv");
-        sql_to_csv(path, &schema, &csv)?;
-        read_csv(&csv, schema)
+        sql_to_csv(path, &schema, &csv, filter)?;
+        return read_csv(&csv, schema);
+    }
+    let frame = if is_parquet(path) {
+        read_parquet_where(path, layout, filter.expr())?
     } else {
-        read_csv(path, schema)
+        read_csv(path, schema)?
+    };
+    filtered(frame, filter)
+}
+
+fn filtered(frame: DataFrame, filter: &RowFilter) -> Result<DataFrame> {
+    match filter.expr() {
+        Some(predicate) => Ok(frame.lazy().filter(predicate).collect()?),
+        None => Ok(frame),
     }
 }
 
 /// Rewrites the INSERT statements of an issues SQL file as CSV in the partition format, so
-/// both output formats are read the same way.
-fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path) -> Result<()> {
+/// both output formats are read the same way; rows `filter` rejects are skipped.
+fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path, filter: &RowFilter) -> Result<()> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = DumpReader::new(std::io::BufReader::new(file));
@@ -78,6 +107,7 @@ fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path) -> Result<()> {
         .collect();
     writeln!(out, "{}", names.join(","))?;
     let mut map: Vec<usize> = Vec::new();
+    let mut wanted = FieldFilter::default();
     // Delphi's missingness codes a target table adds (`--target-ddl`): a row with the code
     // 4 (deleted) records a removal, which the removals file holds too.
     let mut codes: Vec<usize> = Vec::new();
@@ -98,7 +128,11 @@ fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path) -> Result<()> {
                     .filter(|(_, c)| c.starts_with("missing_") && !names.contains(&c.as_str()))
                     .map(|(i, _)| i)
                     .collect();
+                wanted = filter
+                    .on_fields(&columns)
+                    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
             }
+            Event::Row(row) if !wanted.matches(row) => {}
             Event::Row(row) if codes.iter().any(|&i| row.get(i).1 == deleted.as_bytes()) => {}
             Event::Row(row) => {
                 for (i, (&at, &kind)) in map.iter().zip(&kinds).enumerate() {
@@ -120,6 +154,19 @@ fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path) -> Result<()> {
 
 /// Reads a removals file (the key columns, then `removed`); None: no file.
 pub fn read_removals(path: Option<&Path>, layout: &Layout) -> Result<DataFrame> {
+    read_removals_all(path, layout)
+}
+
+/// `read_removals`, keeping only the rows `filter` accepts (it may name key columns only).
+pub fn read_removals_where(
+    path: Option<&Path>,
+    layout: &Layout,
+    filter: &RowFilter,
+) -> Result<DataFrame> {
+    filtered(read_removals_all(path, layout)?, filter)
+}
+
+fn read_removals_all(path: Option<&Path>, layout: &Layout) -> Result<DataFrame> {
     let mut schema: Schema = schema(layout)
         .iter()
         .filter(|(name, _)| layout.key_names().contains(&name.as_str()))

@@ -87,6 +87,10 @@ pub struct DiffRecord {
     /// Whether this run made the record (false for one found finished); not saved.
     #[serde(skip)]
     pub made_now: bool,
+    /// Issue rows whose `time_value` is after the backup date; None in records written
+    /// before they were counted.
+    #[serde(default)]
+    pub negative_lag_rows: Option<u64>,
 }
 
 impl DiffRecord {

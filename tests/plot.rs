@@ -84,3 +84,49 @@ fn an_unknown_series_or_date_is_an_error() {
     plot(&["--geo", "99999"]);
     plot(&["--geo", "01001", "--asof", "20200605"]);
 }
+
+#[test]
+fn series_at_lags_are_drawn_against_the_latest_values() {
+    let out = tempfile::tempdir().unwrap();
+    migrate_fixtures(out.path(), &[]);
+    let svg = out.path().join("lags.svg");
+    let output = migrate()
+        .args(["plot", "--source", "fb-survey", "--signal", "smoothed_cli"])
+        .args(["--geo", "01001,42003", "--lag", "1,3", "--out"])
+        .arg(out.path())
+        .arg("--to")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The latest values (as of the last backup) and two lags, for two geos each.
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains(": 6 lines, "), "{stdout}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in ["as of 20200608", "lag 1", "lag 3"] {
+        assert!(text.contains(label), "{label} missing from the plot");
+    }
+    assert!(!text.contains("as of 20200601"));
+    // Chosen as-of dates are drawn beside the lags.
+    migrate()
+        .args(["plot", "--source", "fb-survey", "--signal", "smoothed_cli"])
+        .args([
+            "--geo",
+            "01001",
+            "--lag",
+            "2",
+            "--asof",
+            "20200604,20200608",
+            "--out",
+        ])
+        .arg(out.path())
+        .arg("--to")
+        .arg(&svg)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(": 3 lines, "));
+}
