@@ -13,7 +13,7 @@ use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
     ChunkedBuilder, Column, DataFrame, DataType, Field, Float64Type, Int64Type, IntoColumn,
     ParquetCompression, ParquetWriter, PlSmallStr, PrimitiveChunkedBuilder, Schema,
-    StringChunkedBuilder, UInt64Chunked,
+    StatisticsOptions, StringChunkedBuilder, UInt64Chunked,
 };
 
 use super::csv::{is_decimal, is_integer};
@@ -133,9 +133,12 @@ impl ParquetPartition {
         let file =
             File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         // Not parallel: extraction already keeps the cores busy, and its threads are not
-        // polars'.
+        // polars'. LZ4 and no statistics: zstd and min/max cost 18% of extraction's CPU
+        // (measured), for 18% of the SQL's size on disk instead of 15%; nothing reads the
+        // statistics (the diff reads whole files).
         let writer = ParquetWriter::new(BufWriter::with_capacity(256 << 10, file))
-            .with_compression(ParquetCompression::Zstd(None))
+            .with_compression(ParquetCompression::Lz4Raw)
+            .with_statistics(StatisticsOptions::empty())
             .set_parallel(false)
             .batched(&file_schema(layout))
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
