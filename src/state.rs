@@ -12,7 +12,8 @@ use crate::config::{Config, OutputFormat};
 use crate::discover::Backup;
 
 /// Bumped whenever the partition format changes, so old partitions are redone.
-const PARTITION_FORMAT: u32 = 2;
+/// 3: binary columns hold bytes (Parquet binary, hex in CSV), no longer text.
+const PARTITION_FORMAT: u32 = 3;
 
 /// The inputs of one extract: the backup file as found, and the options that shape the
 /// partitions. The file is identified by name, size and modification time, like make and
