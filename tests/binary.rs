@@ -418,3 +418,45 @@ fn a_malformed_binary_literal_is_named_with_its_place() {
         "{message}"
     );
 }
+
+/// Python with DuckDB and pyarrow, from the virtual environment `scripts/test` makes.
+fn python() -> PathBuf {
+    let python = std::env::var_os("MIGRATE_TEST_PYTHON").expect(
+        "MIGRATE_TEST_PYTHON is not set: run the tests with scripts/test, which makes a \
+         Python environment with DuckDB and pyarrow",
+    );
+    python.into()
+}
+
+#[test]
+fn duckdb_and_pyarrow_read_binary_partitions_as_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    migrate_into(&mysql8_backups(), &out, &[]);
+    let script = r#"
+import sys, duckdb, pyarrow.dataset as ds
+root = sys.argv[1]
+print(duckdb.sql(f"""
+    SELECT typeof(payload), hex(payload) FROM read_parquet('{root}/*/*.parquet',
+    hive_partitioning = true) WHERE date = 20200601 AND time_value = 20200531
+    AND geo_value = '01001'""").fetchall())
+table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+print(table.schema.field("payload").type, table.schema.field("is_wip").type)
+"#;
+    let output = std::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(out.join(".work/partitions"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        printed, "[('BLOB', '000A0D5C27221A80')]\nbinary_view binary_view\n",
+        "{printed}"
+    );
+}
