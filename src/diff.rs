@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 
+use crate::binary;
 use crate::dump::ColumnKind;
 use crate::layout::Layout;
 use crate::partition::fingerprint;
@@ -47,6 +48,7 @@ pub fn schema(layout: &Layout) -> Schema {
                 (ColumnKind::Float, _) => DataType::Float64,
                 (ColumnKind::Text, true) => DataType::from_categories(Categories::global()),
                 (ColumnKind::Text, false) => DataType::String,
+                (ColumnKind::Binary, _) => DataType::Binary,
             };
             Field::new(column.name.as_str().into(), dtype)
         })
@@ -101,6 +103,7 @@ fn read_partition_where(
     let Some(path) = path else {
         return Ok(DataFrame::empty_with_schema(&schema));
     };
+    let csv_schema = Arc::new(binary::csv_schema(&schema));
     let frame = if is_parquet(path) && reading == Reading::DiffInput {
         let mut columns: Vec<Expr> = layout.names().map(col).collect();
         columns.push(col(fingerprint::COLUMN));
@@ -112,7 +115,7 @@ fn read_partition_where(
         // The eager reader: for a whole CSV file it is faster than a scan.
         let frame = CsvReadOptions::default()
             .with_has_header(true)
-            .with_schema(Some(schema))
+            .with_schema(Some(csv_schema))
             .with_rechunk(true)
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .and_then(|reader| reader.finish());
@@ -120,7 +123,7 @@ fn read_partition_where(
     } else {
         LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
             .with_has_header(true)
-            .with_schema(Some(schema))
+            .with_schema(Some(csv_schema))
             .finish()
     };
     let frame = match filter {
@@ -134,6 +137,7 @@ fn read_partition_where(
             frame
         })
         .map_err(anyhow::Error::from)
+        .and_then(|frame| binary::decode_hex_columns(frame, &schema))
         .with_context(|| format!("cannot read the partition {}", path.display()))
 }
 
@@ -193,8 +197,13 @@ pub fn check_unique_keys(frame: &DataFrame, layout: &Layout) -> Result<()> {
         .agg([len().alias("__count")])
         .filter(col("__count").gt(lit(1)))
         .select(
-            keys.iter()
-                .map(|k| k.clone().cast(DataType::String))
+            (layout.columns.iter())
+                .filter(|c| c.is_key)
+                .map(|c| match c.kind {
+                    // Binary keys stay bytes: they need not be UTF-8.
+                    ColumnKind::Binary => col(c.name.as_str()),
+                    _ => col(c.name.as_str()).cast(DataType::String),
+                })
                 .collect::<Vec<_>>(),
         )
         .sort(layout.key_names(), SortMultipleOptions::default())
@@ -208,6 +217,8 @@ pub fn check_unique_keys(frame: &DataFrame, layout: &Layout) -> Result<()> {
             .map(|v| match v {
                 AnyValue::String(s) => s.to_string(),
                 AnyValue::StringOwned(s) => s.to_string(),
+                AnyValue::Binary(b) => format!("0x{}", binary::to_hex(b)),
+                AnyValue::BinaryOwned(b) => format!("0x{}", binary::to_hex(b)),
                 other => other.to_string(),
             })
             .collect();

@@ -1,6 +1,7 @@
 //! Stage 4, emit: issue rows and removals of one source and backup pair to files, as SQL
 //! INSERT statements (loadable into the migrated table: the table's columns but the id,
-//! then `issue` and `lag`) or CSV. Numbers are written the way mariadb-dump writes them.
+//! then `issue` and `lag`) or CSV. Numbers are written the way mariadb-dump writes them,
+//! binary values as hex (`binary.rs`).
 
 use std::io::Write;
 use std::path::Path;
@@ -8,11 +9,13 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::NaiveDate;
 use polars::prelude::{
-    DataFrame, DataType, Float64Chunked, Int64Chunked, IntoColumn, ParquetWriter, StringChunked,
+    BinaryChunked, DataFrame, DataType, Float64Chunked, Int64Chunked, IntoColumn, ParquetWriter,
+    StringChunked,
 };
 
 use crate::atomic::write_file;
 use crate::backfill::Revisions;
+use crate::binary;
 use crate::config::OutputFormat;
 use crate::diff::{ADDED, PREVIOUS_VALUE, VALUE};
 use crate::epiweek::yyyymmdd;
@@ -25,6 +28,7 @@ enum Cells {
     Text(StringChunked),
     Integer(Int64Chunked),
     Float(Float64Chunked),
+    Binary(BinaryChunked),
 }
 
 /// One field of an output row.
@@ -34,6 +38,7 @@ enum Cell<'a> {
     Text(&'a str),
     Integer(i64),
     Float(f64),
+    Binary(&'a [u8]),
 }
 
 impl Cells {
@@ -43,6 +48,7 @@ impl Cells {
             DataType::String => Cells::Text(series.str()?.clone()),
             DataType::Int64 => Cells::Integer(series.i64()?.clone()),
             DataType::Float64 => Cells::Float(series.f64()?.clone()),
+            DataType::Binary => Cells::Binary(series.binary()?.clone()),
             other => bail!("column {name} has the unexpected type {other}"),
         })
     }
@@ -52,6 +58,7 @@ impl Cells {
             Cells::Text(c) => c.get(row).map(Cell::Text),
             Cells::Integer(c) => c.get(row).map(Cell::Integer),
             Cells::Float(c) => c.get(row).map(Cell::Float),
+            Cells::Binary(c) => c.get(row).map(Cell::Binary),
         };
         cell.unwrap_or(Cell::Null)
     }
@@ -352,6 +359,7 @@ fn describe_cell(cell: Cell) -> String {
         Cell::Text(t) => format!("'{t}'"),
         Cell::Integer(v) => v.to_string(),
         Cell::Float(v) => format_float(v),
+        Cell::Binary(b) => format!("0x{}", binary::to_hex(b)),
     }
 }
 
@@ -577,6 +585,9 @@ fn write_csv_line<'a>(
             }
             Cell::Integer(v) => write!(out, "{v}")?,
             Cell::Float(v) => write_float(out, v)?,
+            // Hex digits need no quotes, but no digits at all would read as NULL.
+            Cell::Binary(b"") => out.write_all(b"\"\"")?,
+            Cell::Binary(bytes) => binary::write_hex(out, bytes)?,
         }
     }
     out.write_all(b"\n")?;
@@ -603,6 +614,7 @@ fn write_sql_tuple<'a>(
                 bail!("the value {v} cannot be stored in a MariaDB DOUBLE column")
             }
             Cell::Float(v) => write_float(out, v)?,
+            Cell::Binary(bytes) => binary::write_sql_literal(out, bytes)?,
         }
     }
     Ok(())
@@ -814,11 +826,30 @@ mod tests {
             Cell::Text("a,\"b\""),
             Cell::Float(2.5),
             Cell::Integer(-3),
+            Cell::Binary(b"\0\xff"),
+            Cell::Binary(b""),
         ];
         write_csv_line(&mut out, cells.into_iter()).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "01001,\"\",,\"a,\"\"b\"\"\",2.5,-3\n"
+            "01001,\"\",,\"a,\"\"b\"\"\",2.5,-3,00FF,\"\"\n"
+        );
+    }
+
+    #[test]
+    fn sql_tuples_write_binary_values_as_hex_literals() {
+        let mut out = Vec::new();
+        let cells = [
+            Cell::Binary(b"\0"),
+            Cell::Binary(b"\xff'"),
+            Cell::Binary(b""),
+            Cell::Text("\0"),
+            Cell::Null,
+        ];
+        write_sql_tuple(&mut out, cells.into_iter()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "0x00,0xFF27,X'','\\0',NULL"
         );
     }
 }

@@ -4,6 +4,7 @@
 pub mod asof;
 pub mod atomic;
 pub mod backfill;
+pub mod binary;
 pub mod cli;
 pub mod config;
 pub mod diff;

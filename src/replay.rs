@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
 
+use crate::binary;
 use crate::diff::{
     any_differs, is_parquet, key_exprs, scan_parquet, schema, sort_by_key, suffixed,
 };
@@ -28,10 +29,11 @@ fn issues_schema(layout: &Layout) -> Schema {
 fn read_csv(path: &Path, schema: Schema) -> Result<DataFrame> {
     CsvReadOptions::default()
         .with_has_header(true)
-        .with_schema(Some(Arc::new(schema)))
+        .with_schema(Some(Arc::new(binary::csv_schema(&schema))))
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
         .and_then(|reader| reader.finish())
         .map_err(anyhow::Error::from)
+        .and_then(|frame| binary::decode_hex_columns(frame, &schema))
         .with_context(|| format!("cannot read {}", path.display()))
 }
 
@@ -102,6 +104,7 @@ fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path, filter: &RowFilter) -> R
         .map(|dtype| match dtype {
             DataType::Int64 => ColumnKind::Integer,
             DataType::Float64 => ColumnKind::Float,
+            DataType::Binary => ColumnKind::Binary,
             _ => ColumnKind::Text,
         })
         .collect();
@@ -283,6 +286,8 @@ pub fn describe_keys(keys: &DataFrame, limit: usize) -> Result<Vec<String>> {
                 AnyValue::String(s) => s.to_string(),
                 AnyValue::StringOwned(s) => s.to_string(),
                 AnyValue::Null => "NULL".to_string(),
+                AnyValue::Binary(b) => format!("0x{}", binary::to_hex(b)),
+                AnyValue::BinaryOwned(b) => format!("0x{}", binary::to_hex(b)),
                 other => other.to_string(),
             })
             .collect();

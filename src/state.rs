@@ -12,7 +12,9 @@ use crate::config::{Config, OutputFormat};
 use crate::discover::Backup;
 
 /// Bumped whenever the partition format changes, so old partitions are redone.
-const PARTITION_FORMAT: u32 = 3;
+/// 3: binary columns hold bytes (Parquet binary, hex in CSV), no longer text.
+/// 4: Parquet partitions carry the key's fingerprint, LZ4-compressed, no statistics.
+const PARTITION_FORMAT: u32 = 4;
 
 /// The inputs of one extract: the backup file as found, and the options that shape the
 /// partitions. The file is identified by name, size and modification time, like make and

@@ -2,6 +2,7 @@
 //! and a fast scanner for the rows.
 
 mod buffer;
+mod literals;
 mod reader;
 mod schema;
 mod values;

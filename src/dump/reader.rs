@@ -195,12 +195,13 @@ impl<R: Read> DumpReader<R> {
             let bytes = self.window.bytes();
             match scan_statement(bytes, is_insert) {
                 Scan::At(end) => {
-                    let text = std::str::from_utf8(&bytes[..end])
-                        .map_err(|_| self.syntax(0, "a statement is not valid UTF-8"))?;
                     let event = if is_insert {
                         if bytes[end] == b';' {
                             return Err(self.syntax(0, "an INSERT without VALUES is not supported"));
                         }
+                        let text = std::str::from_utf8(&bytes[..end]).map_err(|_| {
+                            self.syntax(0, "an INSERT statement is not valid UTF-8")
+                        })?;
                         let head = parse_insert_head(text.trim_end()).map_err(|e| {
                             self.syntax(0, format!("cannot parse the INSERT statement: {e}"))
                         })?;
@@ -209,7 +210,11 @@ impl<R: Read> DumpReader<R> {
                         self.state = State::BeforeTuple;
                         Some(Event::Insert(head))
                     } else {
-                        let event = create_table_event(text).map_err(|e| {
+                        // Only names and types are read from other statements; a binary
+                        // DEFAULT may hold bytes that are not UTF-8 (MySQL 8 writes
+                        // `DEFAULT _binary '…'` with the raw bytes).
+                        let text = String::from_utf8_lossy(&bytes[..end]);
+                        let event = create_table_event(&text).map_err(|e| {
                             self.syntax(0, format!("cannot parse CREATE TABLE: {e}"))
                         })?;
                         self.window.consume(end + 1);

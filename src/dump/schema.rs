@@ -16,6 +16,9 @@ pub enum ColumnKind {
     Float,
     /// Everything else (strings, dates): compared exactly as text.
     Text,
+    /// Binary strings (`binary`, `varbinary`, the blobs, `bit`, spatial types): compared
+    /// byte for byte, whatever literal spelled them; they need not be UTF-8.
+    Binary,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +95,8 @@ pub fn parse_insert_head(head: &str) -> Result<InsertHead, String> {
 }
 
 /// Classifies a MySQL type by its name; unknown types compare as text, which is exact.
+/// The binary types are those whose values `mysqldump` writes as `_binary '…'` or, with
+/// `--hex-blob`, as `0x…`.
 fn kind_of(data_type: &str) -> ColumnKind {
     let lower = data_type.to_ascii_lowercase();
     let base = lower.split(['(', ' ']).next().unwrap_or("");
@@ -101,6 +106,9 @@ fn kind_of(data_type: &str) -> ColumnKind {
         "float" | "double" | "real" | "decimal" | "dec" | "numeric" | "float4" | "float8" => {
             ColumnKind::Float
         }
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "bit"
+        | "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => ColumnKind::Binary,
         _ => ColumnKind::Text,
     }
 }
@@ -135,6 +143,31 @@ mod tests {
                 ("d", ColumnKind::Float),
                 ("n", ColumnKind::Integer),
                 ("c", ColumnKind::Text),
+            ]
+        );
+    }
+
+    #[test]
+    fn binary_columns_as_mysql_8_writes_them() {
+        // As `SHOW CREATE TABLE` prints them in MySQL 8: binary defaults with an introducer
+        // (here with a raw byte that the reader passes on as U+FFFD), a hex and a bit default.
+        let sql = "CREATE TABLE `t` (\n  `id` bigint NOT NULL AUTO_INCREMENT,\n  \
+                   `is_wip` binary(1) DEFAULT NULL,\n  \
+                   `latest` binary(1) NOT NULL DEFAULT _binary '\\0',\n  \
+                   `raw` varbinary(4) NOT NULL DEFAULT _binary '\u{fffd}',\n  \
+                   `flag` bit(1) NOT NULL DEFAULT b'0',\n  `h` varbinary(2) DEFAULT 0x01,\n  \
+                   `b` blob, `tb` tinyblob, `mb` mediumblob, `lb` longblob, `g` geometry,\n  \
+                   `name` varchar(32) COLLATE utf8mb4_0900_ai_ci NOT NULL,\n  \
+                   PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 \
+                   COLLATE=utf8mb4_0900_ai_ci";
+        let table = parse_create_table(sql).unwrap();
+        let kinds: Vec<_> = table.columns.iter().map(|c| c.kind).collect();
+        use ColumnKind::{Binary, Integer, Text};
+        assert_eq!(
+            kinds,
+            [
+                Integer, Binary, Binary, Binary, Binary, Binary, Binary, Binary, Binary, Binary,
+                Binary, Text
             ]
         );
     }

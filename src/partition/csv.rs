@@ -1,6 +1,6 @@
 //! Partitions as CSV: a header, then one line per row with every column but the id. NULL is
 //! an empty field; text is quoted only when it must be, so the empty string (`""`) stays
-//! apart from NULL; numbers keep the dump's spelling.
+//! apart from NULL; numbers keep the dump's spelling; binary values are hex digits.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -48,6 +48,23 @@ impl CsvPartition {
     }
 }
 
+/// The message for a number in a binary column, which no dump writes (MySQL would store
+/// its digits as text, a spelling the next backup may not share).
+pub(super) fn number_for_binary(bytes: &[u8]) -> String {
+    format!(
+        "{:?} is a number where a binary value (a string or hex literal) belongs",
+        String::from_utf8_lossy(bytes)
+    )
+}
+
+/// The message for a binary literal in a numeric column, which no dump writes.
+pub(super) fn binary_for_number(bytes: &[u8]) -> String {
+    format!(
+        "a binary literal (bytes 0x{}) where a number belongs",
+        crate::binary::to_hex(bytes)
+    )
+}
+
 fn io_error(e: std::io::Error) -> String {
     format!("cannot write a partition: {e}")
 }
@@ -61,6 +78,13 @@ pub(crate) fn write_field(
 ) -> Result<(), String> {
     match (kind, column) {
         (FieldKind::Null, _) => Ok(()),
+        (FieldKind::Bare, ColumnKind::Binary) => Err(number_for_binary(bytes)),
+        // Hex digits need no quotes, but no digits at all would read as NULL.
+        (_, ColumnKind::Binary) if bytes.is_empty() => out.write_all(b"\"\"").map_err(io_error),
+        (_, ColumnKind::Binary) => crate::binary::write_hex(out, bytes).map_err(io_error),
+        (FieldKind::Binary, ColumnKind::Integer | ColumnKind::Float) => {
+            Err(binary_for_number(bytes))
+        }
         (_, ColumnKind::Text) => {
             std::str::from_utf8(bytes).map_err(|_| {
                 "the value is not valid UTF-8 (the dump's character set must be utf8/utf8mb4)"
@@ -171,5 +195,37 @@ mod tests {
         assert!(field(ColumnKind::Integer, FieldKind::Bare, b"1.5").is_err());
         assert!(field(ColumnKind::Float, FieldKind::Quoted, b"abc").is_err());
         assert!(field(ColumnKind::Text, FieldKind::Quoted, b"\xff").is_err());
+    }
+
+    #[test]
+    fn binary_fields_are_hex_whatever_their_spelling() {
+        let field = |column, kind, bytes: &[u8]| {
+            let mut out = Vec::new();
+            write_field(&mut out, column, kind, bytes).map(|()| String::from_utf8(out).unwrap())
+        };
+        // MariaDB's `'\0\xff'` and MySQL's `_binary '\0\xff'` or `0x00FF` give one value.
+        for kind in [FieldKind::Quoted, FieldKind::Binary] {
+            assert_eq!(
+                field(ColumnKind::Binary, kind, b"\0\xff"),
+                Ok("00FF".into())
+            );
+        }
+        assert_eq!(
+            field(ColumnKind::Binary, FieldKind::Binary, b""),
+            Ok("\"\"".into())
+        );
+        assert_eq!(
+            field(ColumnKind::Binary, FieldKind::Null, b""),
+            Ok("".into())
+        );
+        assert!(field(ColumnKind::Binary, FieldKind::Bare, b"12").is_err());
+        // A binary literal in a text column is text when its bytes are UTF-8.
+        assert_eq!(
+            field(ColumnKind::Text, FieldKind::Binary, b"A,B"),
+            Ok("\"A,B\"".into())
+        );
+        assert!(field(ColumnKind::Text, FieldKind::Binary, b"\xff").is_err());
+        let err = field(ColumnKind::Integer, FieldKind::Binary, b"\x01").unwrap_err();
+        assert!(err.contains("0x01"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
 //! Partitions as Parquet: every column but the id, typed (text as strings, which the writer
-//! dictionary-encodes, integers and doubles parsed once here instead of at every read).
-//! Each row also gets its key's fingerprint (`fingerprint.rs`), the diff's join column.
+//! dictionary-encodes, integers and doubles parsed once here instead of at every read,
+//! binary columns as Parquet binary). Each row also gets its key's fingerprint
+//! (`fingerprint.rs`), the diff's join column.
 //! Rows are buffered per file in batches of a fixed size, each written as a row group, so
 //! memory stays flat whatever the size of the dump.
 
@@ -11,12 +12,12 @@ use std::path::Path;
 use anyhow::Result;
 use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
-    ChunkedBuilder, Column, DataFrame, DataType, Field, Float64Type, Int64Type, IntoColumn,
-    ParquetCompression, ParquetWriter, PlSmallStr, PrimitiveChunkedBuilder, Schema,
-    StatisticsOptions, StringChunkedBuilder, UInt64Chunked,
+    BinaryChunkedBuilder, ChunkedBuilder, Column, DataFrame, DataType, Field, Float64Type,
+    Int64Type, IntoColumn, ParquetCompression, ParquetWriter, PlSmallStr, PrimitiveChunkedBuilder,
+    Schema, StatisticsOptions, StringChunkedBuilder, UInt64Chunked,
 };
 
-use super::csv::{is_decimal, is_integer};
+use super::csv::{binary_for_number, is_decimal, is_integer, number_for_binary};
 use super::fingerprint::{self, KeyFingerprint};
 use crate::dump::{ColumnKind, FieldKind, Row};
 use crate::layout::Layout;
@@ -32,6 +33,7 @@ pub fn file_schema(layout: &Layout) -> Schema {
             ColumnKind::Integer => DataType::Int64,
             ColumnKind::Float => DataType::Float64,
             ColumnKind::Text => DataType::String,
+            ColumnKind::Binary => DataType::Binary,
         };
         Field::new(column.name.as_str().into(), dtype)
     });
@@ -43,6 +45,7 @@ enum Builder {
     Text(StringChunkedBuilder),
     Integer(PrimitiveChunkedBuilder<Int64Type>),
     Float(PrimitiveChunkedBuilder<Float64Type>),
+    Binary(BinaryChunkedBuilder),
 }
 
 impl Builder {
@@ -52,6 +55,7 @@ impl Builder {
             ColumnKind::Text => Builder::Text(StringChunkedBuilder::new(name, BATCH_ROWS)),
             ColumnKind::Integer => Builder::Integer(PrimitiveChunkedBuilder::new(name, BATCH_ROWS)),
             ColumnKind::Float => Builder::Float(PrimitiveChunkedBuilder::new(name, BATCH_ROWS)),
+            ColumnKind::Binary => Builder::Binary(BinaryChunkedBuilder::new(name, BATCH_ROWS)),
         }
     }
 
@@ -67,6 +71,7 @@ impl Builder {
                 Builder::Text(b) => b.append_null(),
                 Builder::Integer(b) => b.append_null(),
                 Builder::Float(b) => b.append_null(),
+                Builder::Binary(b) => b.append_null(),
             }
             if let Some(key) = key {
                 key.null();
@@ -75,6 +80,16 @@ impl Builder {
         }
         let not_a_number = || format!("{:?} is not a number", String::from_utf8_lossy(bytes));
         match self {
+            Builder::Binary(_) if kind == FieldKind::Bare => return Err(number_for_binary(bytes)),
+            Builder::Binary(b) => {
+                b.append_value(bytes);
+                if let Some(key) = key {
+                    key.text(bytes);
+                }
+            }
+            Builder::Integer(_) | Builder::Float(_) if kind == FieldKind::Binary => {
+                return Err(binary_for_number(bytes))
+            }
             Builder::Text(b) => {
                 b.append_value(std::str::from_utf8(bytes).map_err(|_| {
                     "the value is not valid UTF-8 (the dump's character set must be utf8/utf8mb4)"
@@ -115,6 +130,7 @@ impl Builder {
             Builder::Text(b) => b.finish().into_column(),
             Builder::Integer(b) => b.finish().into_column(),
             Builder::Float(b) => b.finish().into_column(),
+            Builder::Binary(b) => b.finish().into_column(),
         }
     }
 }
