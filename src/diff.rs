@@ -118,6 +118,32 @@ fn read_partition_where(
         .with_context(|| format!("cannot read the partition {}", path.display()))
 }
 
+/// Reads a partition held in memory (the dry run's sample) into the frame `read_partition`
+/// gives for the same bytes in a file.
+pub fn read_partition_bytes(bytes: Vec<u8>, parquet: bool, layout: &Layout) -> Result<DataFrame> {
+    let schema = Arc::new(schema(layout));
+    let bytes = std::io::Cursor::new(bytes);
+    let frame = if parquet {
+        let as_categorical: Vec<Expr> = (layout.columns.iter())
+            .filter(|c| c.is_key && c.kind == ColumnKind::Text)
+            .map(|c| col(c.name.as_str()).cast(DataType::from_categories(Categories::global())))
+            .collect();
+        ParquetReader::new(bytes)
+            .finish()
+            .and_then(|frame| frame.lazy().with_columns(as_categorical).collect())
+    } else {
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_schema(Some(schema))
+            .with_rechunk(true)
+            .into_reader_with_file_handle(bytes)
+            .finish()
+    };
+    let mut frame = anyhow::Context::context(frame, "cannot read a partition made in memory")?;
+    frame.rechunk_mut();
+    Ok(frame)
+}
+
 pub fn is_parquet(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "parquet")
 }
