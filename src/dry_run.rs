@@ -351,6 +351,12 @@ fn describe_time(
         duration(low),
         duration(high)
     )?;
+    writeln!(
+        w,
+        "  CPU: extract {}, diff {}",
+        duration(forecast.extract_cpu),
+        duration(forecast.diff_cpu)
+    )?;
     let part = if measurement.whole {
         "the whole".to_string()
     } else {

@@ -90,12 +90,15 @@ impl Rates {
     }
 }
 
-/// Predicted wall seconds per stage; `diff_high` with `HIGH_REVISED` revisions.
+/// Predicted wall seconds per stage; `diff_high` with `HIGH_REVISED` revisions; and the
+/// CPU seconds of each stage, which a busy machine does not change.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Forecast {
     pub extract: f64,
     pub diff: f64,
     pub diff_high: f64,
+    pub extract_cpu: f64,
+    pub diff_cpu: f64,
 }
 
 impl Forecast {
@@ -107,17 +110,21 @@ impl Forecast {
             work.jobs,
             work.cores,
         );
-        let diff_wall = |revised: f64| {
-            let cpu: f64 = work.diffs.iter().map(|d| diff_cpu(d, rates, revised)).sum();
+        let cpu =
+            |revised: f64| -> f64 { work.diffs.iter().map(|d| diff_cpu(d, rates, revised)).sum() };
+        let diff_wall = |cpu: f64| {
             let units: usize = work.diffs.iter().map(|d| d.units).sum();
             let at_once = work.diff_units_at_once.max(1) as f64;
             let cores = (at_once * rates.diff_cores).min(work.cores.max(1) as f64);
             cpu / cores + units as f64 * SECONDS_PER_UNIT / at_once
         };
+        let sql: f64 = work.extracts.iter().sum();
         Forecast {
             extract,
-            diff: diff_wall(ASSUMED_REVISED),
-            diff_high: diff_wall(HIGH_REVISED),
+            diff: diff_wall(cpu(ASSUMED_REVISED)),
+            diff_high: diff_wall(cpu(HIGH_REVISED)),
+            extract_cpu: sql / rates.extract_bytes_per_second * rates.extract_cores,
+            diff_cpu: cpu(ASSUMED_REVISED),
         }
     }
 
@@ -231,6 +238,7 @@ mod tests {
         let expected = 11.87 / 2.0 + 4.0 * SECONDS_PER_UNIT / 2.0;
         assert!((forecast.diff - expected).abs() < 1e-9, "{forecast:?}");
         assert!(forecast.diff_high > forecast.diff);
-        assert_eq!(forecast.extract, 0.0);
+        assert!((forecast.diff_cpu - 11.87).abs() < 1e-9);
+        assert_eq!((forecast.extract, forecast.extract_cpu), (0.0, 0.0));
     }
 }

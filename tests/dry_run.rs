@@ -125,6 +125,7 @@ fn a_dry_run_predicts_the_time_of_each_stage_from_the_largest_backup() {
         "{time}"
     );
     assert!(time.contains("(likely "), "{time}");
+    assert!(plan.contains("\n  CPU: extract "), "{plan}");
     let name = largest.file_name().unwrap().to_string_lossy();
     assert!(
         plan.contains(&format!("on the whole {name}, in memory")),
