@@ -14,7 +14,7 @@ use crate::forecast::{
 use crate::lock::lock_holder;
 use crate::partition::PartitionInfo;
 use crate::pipeline::Stages;
-use crate::plan::{partition_bytes_per_sql, Plan, GZIP_RATIO, ROWS_PER_SQL_BYTE};
+use crate::plan::{partition_bytes_per_sql, DiffUnit, Plan, GZIP_RATIO, ROWS_PER_SQL_BYTE};
 use crate::sample::{measure, Measurement, LIMITS};
 use crate::schedule::{buckets_for, estimate_diff_bytes, memory_budget};
 use crate::sql_size::{sql_size, SqlSize};
@@ -60,6 +60,9 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
         Stages::All => !pending_extracts.is_empty() || diffs_pending,
     };
     let sample = work_to_time.then(|| sample_largest(&plan, &pending_extracts, config));
+    // Ctrl-C stops the sample early; the dry run then stops too, rather than print a
+    // prediction from a cut sample.
+    crate::interrupt::check()?;
     let measurement = sample.as_ref().and_then(|s| s.as_ref().ok());
     let ratio = measurement
         .filter(|m| m.file.ends_with(".gz"))
@@ -272,7 +275,7 @@ fn sample_largest(plan: &Plan, pending: &[usize], config: &Config) -> Result<Mea
 fn diff_work(
     plan: &Plan,
     index: usize,
-    diff_units: &[Option<Vec<crate::plan::DiffUnit>>],
+    diff_units: &[Option<Vec<DiffUnit>>],
     rows: &dyn Fn(usize) -> f64,
     sampled_sources: usize,
 ) -> Option<DiffWork> {

@@ -13,6 +13,7 @@ use crate::config::{Config, PartitionFormat};
 use crate::diff::{diff, read_partition_bytes};
 use crate::discover::Backup;
 use crate::emit::write_table;
+use crate::interrupt;
 use crate::layout::Layout;
 use crate::partition::sample;
 
@@ -130,6 +131,7 @@ pub fn measure(backup: &Backup, config: &Config, limits: Limits) -> Result<Measu
     let mut stop = |sql: u64| {
         rows_seen += 1;
         sql >= limits.sql_bytes
+            || interrupt::requested()
             || (rows_seen.is_multiple_of(1024) && started.elapsed().as_secs_f64() >= limits.seconds)
     };
     let (sampled, extract) = Timing::of(|| sample(backup, config, on_read, &mut stop));
