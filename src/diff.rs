@@ -141,6 +141,27 @@ fn read_partition_where(
         .with_context(|| format!("cannot read the partition {}", path.display()))
 }
 
+/// Reads a partition held in memory (the dry run's sample) into the frame `read_partition`
+/// gives for the same bytes in a file.
+pub fn read_partition_bytes(bytes: Vec<u8>, parquet: bool, layout: &Layout) -> Result<DataFrame> {
+    let schema = Arc::new(schema(layout));
+    let bytes = std::io::Cursor::new(bytes);
+    // As `read_diff_input` reads a file, so that the sample's diff costs what the run's does.
+    let frame = if parquet {
+        ParquetReader::new(bytes).finish()
+    } else {
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_schema(Some(Arc::new(binary::csv_schema(&schema))))
+            .with_rechunk(true)
+            .into_reader_with_file_handle(bytes)
+            .finish()
+    };
+    let mut frame = anyhow::Context::context(frame, "cannot read a partition made in memory")?;
+    frame.rechunk_mut();
+    binary::decode_hex_columns(frame, &schema)
+}
+
 pub fn is_parquet(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "parquet")
 }

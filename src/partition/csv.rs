@@ -2,24 +2,22 @@
 //! an empty field; text is quoted only when it must be, so the empty string (`""`) stays
 //! apart from NULL; numbers keep the dump's spelling; binary values are hex digits.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use crate::dump::{ColumnKind, FieldKind, Row};
 use crate::layout::Layout;
 
+use super::Sink;
+
 pub(super) struct CsvPartition {
-    out: BufWriter<File>,
+    out: BufWriter<Sink>,
 }
 
 impl CsvPartition {
-    pub(super) fn create(path: &Path, layout: &Layout) -> Result<Self, String> {
-        let file =
-            File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let mut out = BufWriter::with_capacity(256 << 10, file);
+    pub(super) fn create(sink: Sink, layout: &Layout) -> Result<Self, String> {
+        let mut out = BufWriter::with_capacity(256 << 10, sink);
         let header: Vec<&str> = layout.names().collect();
         writeln!(out, "{}", header.join(",")).map_err(io_error)?;
         Ok(CsvPartition { out })

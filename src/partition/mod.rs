@@ -9,7 +9,10 @@ pub mod fingerprint;
 pub mod parquet;
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -97,13 +100,82 @@ fn extract_into(
     dir: &Path,
     on_read: OnRead,
 ) -> Result<PartitionInfo> {
+    let mut writers = PartitionWriters::new(Some(dir), config.partition_format);
+    let read = read_rows(backup, config, &mut writers, on_read, &mut |_| false)?;
+    let partitions = writers.finish()?;
+    let info = PartitionInfo {
+        date: backup.stamp(),
+        inputs: inputs.clone(),
+        rows: partitions.iter().map(|(p, _)| p.rows).sum(),
+        table: read.table,
+        partitions: partitions.into_iter().map(|(p, _)| p).collect(),
+        sql_bytes: read.sql_bytes,
+    };
+    let json = serde_json::to_string_pretty(&info)?;
+    let info_file = dir.join(INFO_FILE);
+    std::fs::write(&info_file, json)
+        .with_context(|| format!("cannot write {} in the work folder", info_file.display()))?;
+    Ok(info)
+}
+
+/// The start of a backup read as extraction reads it, its partitions kept in memory: what
+/// the dry run times.
+pub struct Sample {
+    pub table: TableDef,
+    /// Uncompressed SQL read.
+    pub sql_bytes: u64,
+    /// True when the sample is the whole backup.
+    pub whole: bool,
+    /// The partitions as extraction would have written them, with their bytes.
+    pub partitions: Vec<(PartitionEntry, Vec<u8>)>,
+}
+
+/// Reads `backup` as `extract` does, but into memory (nothing is written), until it ends or
+/// `stop(SQL bytes read so far)` says so; `stop` is asked after rows, never before the
+/// table's `CREATE TABLE`.
+pub fn sample(
+    backup: &Backup,
+    config: &Config,
+    on_read: OnRead,
+    stop: &mut dyn FnMut(u64) -> bool,
+) -> Result<Sample> {
+    let mut writers = PartitionWriters::new(None, config.partition_format);
+    let read = read_rows(backup, config, &mut writers, on_read, stop)
+        .with_context(|| format!("backup {}", backup.path.display()))?;
+    let partitions = writers.finish()?;
+    Ok(Sample {
+        table: read.table,
+        sql_bytes: read.sql_bytes,
+        whole: read.whole,
+        partitions: (partitions.into_iter())
+            .map(|(entry, bytes)| (entry, bytes.unwrap_or_default()))
+            .collect(),
+    })
+}
+
+/// What `read_rows` read.
+struct Read {
+    table: TableDef,
+    sql_bytes: u64,
+    /// False when `stop` ended the reading before the end of the dump.
+    whole: bool,
+}
+
+/// Streams the dump's rows of the table into `writers`, until the dump ends or `stop`.
+fn read_rows(
+    backup: &Backup,
+    config: &Config,
+    writers: &mut PartitionWriters,
+    on_read: OnRead,
+    stop: &mut dyn FnMut(u64) -> bool,
+) -> Result<Read> {
     let mut reader = DumpReader::new(open_backup(&backup.path, on_read)?);
     let mut layout: Option<Layout> = None;
     let mut table_def: Option<TableDef> = None;
-    let mut writers = PartitionWriters::new(dir, config.partition_format);
     // For the INSERT being read: where each stored column is in its rows; None to skip.
     let mut columns_in_rows: Option<Vec<usize>> = None;
     let mut expected_width = 0;
+    let mut whole = true;
     loop {
         let event = match reader.next_event() {
             Ok(Some(event)) => event,
@@ -114,6 +186,7 @@ fn extract_into(
             ),
             Err(e) => return Err(anyhow!(e)),
         };
+        let is_row = matches!(event, Event::Row(_));
         // Errors are worded here and placed after the match, where the reader is free again.
         let outcome: Result<(), String> = match event {
             Event::CreateTable(table) if table.name == config.table => {
@@ -158,6 +231,10 @@ fn extract_into(
             interrupt::check()?;
             bail!("{}: {message}", reader.position());
         }
+        if is_row && table_def.is_some() && stop(reader.position().offset) {
+            whole = false;
+            break;
+        }
     }
     if reader.position().offset == 0 {
         bail!("the file holds no SQL at all (an empty dump): replace it with a complete backup or remove it");
@@ -168,21 +245,11 @@ fn extract_into(
             config.table
         );
     };
-    let sql_bytes = reader.position().offset;
-    let partitions = writers.finish()?;
-    let info = PartitionInfo {
-        date: backup.stamp(),
-        inputs: inputs.clone(),
-        rows: partitions.iter().map(|p| p.rows).sum(),
+    Ok(Read {
         table,
-        partitions,
-        sql_bytes,
-    };
-    let json = serde_json::to_string_pretty(&info)?;
-    let info_file = dir.join(INFO_FILE);
-    std::fs::write(&info_file, json)
-        .with_context(|| format!("cannot write {} in the work folder", info_file.display()))?;
-    Ok(info)
+        sql_bytes: reader.position().offset,
+        whole,
+    })
 }
 
 /// The table's `CREATE TABLE` in `backup`, read without going on to its rows.
@@ -225,6 +292,44 @@ fn column_map(layout: &Layout, head: &InsertHead) -> Result<(Vec<usize>, usize),
     Ok((map, columns.len()))
 }
 
+/// Where a partition file's bytes go: a file, or a buffer in memory (the dry run's sample,
+/// which writes nothing).
+pub(crate) enum Sink {
+    File(File),
+    Memory(MemoryFile),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(file) => file.write(buf),
+            Sink::Memory(memory) => memory.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(file) => file.flush(),
+            Sink::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// A file's bytes in memory, shared so that they can be taken after its writer is done.
+#[derive(Clone, Default)]
+pub(crate) struct MemoryFile(Arc<Mutex<Vec<u8>>>);
+
+impl MemoryFile {
+    fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut self.0.lock().expect("not poisoned"))
+    }
+}
+
 /// One partition file being written: CSV or Parquet.
 enum PartitionFile {
     Csv(CsvPartition),
@@ -232,11 +337,16 @@ enum PartitionFile {
 }
 
 impl PartitionFile {
-    fn create(path: &Path, layout: &Layout, format: PartitionFormat) -> Result<Self, String> {
+    fn create(
+        sink: Sink,
+        name: &str,
+        layout: &Layout,
+        format: PartitionFormat,
+    ) -> Result<Self, String> {
         Ok(match format {
-            PartitionFormat::Csv => PartitionFile::Csv(CsvPartition::create(path, layout)?),
+            PartitionFormat::Csv => PartitionFile::Csv(CsvPartition::create(sink, layout)?),
             PartitionFormat::Parquet => {
-                PartitionFile::Parquet(Box::new(ParquetPartition::create(path, layout)?))
+                PartitionFile::Parquet(Box::new(ParquetPartition::create(sink, name, layout)?))
             }
         })
     }
@@ -259,11 +369,14 @@ impl PartitionFile {
 struct PartitionWriter {
     entry: PartitionEntry,
     file: PartitionFile,
+    /// The file's bytes, when it is kept in memory.
+    memory: Option<MemoryFile>,
 }
 
 /// Routes each row to the file of its partition value, opening files as values appear.
 struct PartitionWriters {
-    dir: PathBuf,
+    /// The folder of the files; None: in memory.
+    dir: Option<PathBuf>,
     format: PartitionFormat,
     writers: Vec<PartitionWriter>,
     by_value: HashMap<Vec<u8>, usize>,
@@ -272,9 +385,9 @@ struct PartitionWriters {
 }
 
 impl PartitionWriters {
-    fn new(dir: &Path, format: PartitionFormat) -> Self {
+    fn new(dir: Option<&Path>, format: PartitionFormat) -> Self {
         PartitionWriters {
-            dir: dir.to_path_buf(),
+            dir: dir.map(Path::to_path_buf),
             format,
             writers: Vec::new(),
             by_value: HashMap::new(),
@@ -309,24 +422,38 @@ impl PartitionWriters {
         let value = std::str::from_utf8(value)
             .map_err(|_| "the partition column holds bytes that are not UTF-8".to_string())?;
         let stem = file_stem(value);
-        let path = self.dir.join(format!("{stem}.{}", self.format.extension()));
+        let name = format!("{stem}.{}", self.format.extension());
+        let (sink, memory) = match &self.dir {
+            Some(dir) => {
+                let path = dir.join(&name);
+                let file = File::create(&path)
+                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                (Sink::File(file), None)
+            }
+            None => {
+                let memory = MemoryFile::default();
+                (Sink::Memory(memory.clone()), Some(memory))
+            }
+        };
         Ok(PartitionWriter {
-            file: PartitionFile::create(&path, layout, self.format)?,
+            file: PartitionFile::create(sink, &name, layout, self.format)?,
             entry: PartitionEntry {
                 value: value.to_string(),
                 stem,
                 rows: 0,
             },
+            memory,
         })
     }
 
-    fn finish(self) -> Result<Vec<PartitionEntry>> {
+    /// Finishes every file: their entries, sorted by value, with their bytes if in memory.
+    fn finish(self) -> Result<Vec<(PartitionEntry, Option<Vec<u8>>)>> {
         let mut entries = Vec::new();
         for writer in self.writers {
             writer.file.finish().context("cannot write a partition")?;
-            entries.push(writer.entry);
+            entries.push((writer.entry, writer.memory.map(|m| m.take())));
         }
-        entries.sort_by(|a, b| a.value.cmp(&b.value));
+        entries.sort_by(|a, b| a.0.value.cmp(&b.0.value));
         Ok(entries)
     }
 }

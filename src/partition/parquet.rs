@@ -5,9 +5,7 @@
 //! Rows are buffered per file in batches of a fixed size, each written as a row group, so
 //! memory stays flat whatever the size of the dump.
 
-use std::fs::File;
 use std::io::BufWriter;
-use std::path::Path;
 
 use anyhow::Result;
 use polars::io::parquet::write::BatchedWriter;
@@ -21,6 +19,8 @@ use super::csv::{binary_for_number, is_decimal, is_integer, number_for_binary};
 use super::fingerprint::{self, KeyFingerprint};
 use crate::dump::{ColumnKind, FieldKind, Row};
 use crate::layout::Layout;
+
+use super::Sink;
 
 /// Rows per row group: large enough for fast reads, small enough that the buffers of many
 /// sources at once stay in tens of MB.
@@ -136,7 +136,7 @@ impl Builder {
 }
 
 pub(super) struct ParquetPartition {
-    writer: BatchedWriter<BufWriter<File>>,
+    writer: BatchedWriter<BufWriter<Sink>>,
     builders: Vec<Builder>,
     key: KeyFingerprint,
     fingerprints: Vec<u64>,
@@ -145,19 +145,18 @@ pub(super) struct ParquetPartition {
 }
 
 impl ParquetPartition {
-    pub(super) fn create(path: &Path, layout: &Layout) -> Result<Self, String> {
-        let file =
-            File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    /// `name` is the file's, for errors.
+    pub(super) fn create(sink: Sink, name: &str, layout: &Layout) -> Result<Self, String> {
         // Not parallel: extraction already keeps the cores busy, and its threads are not
         // polars'. LZ4 and no statistics: zstd and min/max cost 18% of extraction's CPU
         // (measured), for 18% of the SQL's size on disk instead of 15%; nothing reads the
         // statistics (the diff reads whole files).
-        let writer = ParquetWriter::new(BufWriter::with_capacity(256 << 10, file))
+        let writer = ParquetWriter::new(BufWriter::with_capacity(256 << 10, sink))
             .with_compression(ParquetCompression::Lz4Raw)
             .with_statistics(StatisticsOptions::empty())
             .set_parallel(false)
             .batched(&file_schema(layout))
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot create {name}: {e}"))?;
         Ok(ParquetPartition {
             writer,
             builders: new_builders(layout),
