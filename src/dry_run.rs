@@ -176,33 +176,30 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
                 describe(*bytes)
             )?;
         }
-        writeln!(
-            w,
-            "memory: budget {} ({}); the largest pending unit needs {}; {}",
-            human(budget),
-            if config.memory_limit.is_some() {
-                "--memory-limit"
-            } else {
-                "80% of available memory"
-            },
-            human(largest_peak),
-            if pending.is_empty() && unknown.is_empty() {
-                "nothing to run".to_string()
-            } else {
-                format!(
-                    "up to {} such units at once (--jobs {})",
-                    fit.min(config.jobs),
-                    config.jobs
-                )
-            }
-        )?;
+        let source = match config.memory_limit {
+            Some(_) => "--memory-limit",
+            None => "80% of available memory",
+        };
+        let need = match pending.is_empty() && unknown.is_empty() {
+            true => "no unit to run".to_string(),
+            false => format!(
+                "the largest pending unit needs {}; up to {} such units at once (--jobs {})",
+                human(largest_peak),
+                fit.min(config.jobs),
+                config.jobs
+            ),
+        };
+        writeln!(w, "memory: budget {} ({source}); {need}", human(budget))?;
     }
     let total_sql: u64 = sizes.iter().sum();
     let sql_to_read: u64 = pending_extracts.iter().map(|&i| sizes[i]).sum();
+    let to_read = match sql_to_read {
+        0 => "no SQL left to read".to_string(),
+        bytes => format!("about {} of SQL still to read", human(bytes)),
+    };
     writeln!(
         w,
-        "needs: about {} of SQL still to read, {} of disk for all the partitions in {}",
-        human(sql_to_read),
+        "needs: {to_read}, {} of disk for all the partitions in {}",
         human((total_sql as f64 * per_sql) as u64),
         config.work.display()
     )?;
