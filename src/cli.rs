@@ -27,15 +27,51 @@ pub struct Cli {
     pub args: RunArgs,
 }
 
+/// Options of the whole run that `extract` does not use: they shape the diff and the
+/// output. Left out of its help and ignored, so that one set of flags serves every stage.
+const EXTRACT_IGNORES: &[&str] = &[
+    "key",
+    "ignore_columns",
+    "format",
+    "chunk_rows",
+    "target_table",
+    "target_ddl",
+    "memory_limit",
+];
+/// Options of the whole run that `verify` does not use (`--dry-run` and `--fresh` are
+/// refused: verify writes nothing to preview or redo).
+const VERIFY_IGNORES: &[&str] = &[
+    "chunk_rows",
+    "target_table",
+    "memory_limit",
+    "dry_run",
+    "fresh",
+];
+const STAGE_NOTE: &str = "Options of the whole run that this stage does not use are accepted \
+                          and ignored, so that one set of flags serves every stage.";
+const VERIFY_NOTE: &str = "Options of the whole run that verify does not use are accepted and \
+                           ignored, so that one set of flags serves every stage; --dry-run and \
+                           --fresh are refused.";
+
+/// Hides the options named in `ignored` from a stage's help.
+fn hiding(ignored: &'static [&'static str]) -> impl FnMut(clap::Arg) -> clap::Arg {
+    move |arg| match ignored.contains(&arg.get_id().as_str()) {
+        true => arg.hide(true),
+        false => arg,
+    }
+}
+
 /// A stage on its own; each resumes like the whole run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Only extract the backups into partitions
+    #[command(mut_args(hiding(EXTRACT_IGNORES)), after_help = STAGE_NOTE)]
     Extract(RunArgs),
     /// Only diff extracted backups and write the output (run `extract` first)
     Diff(RunArgs),
     /// Rebuild every backup from the output and compare it with the backup; exit 1 on any
     /// difference
+    #[command(mut_args(hiding(VERIFY_IGNORES)), after_help = VERIFY_NOTE)]
     Verify(RunArgs),
     /// Write the table as it was on a date, or the series at a lag, from the output alone
     Asof(AsofArgs),

@@ -105,3 +105,15 @@ fn usage_errors_say_what_is_missing_and_exit_2() {
     }
     check("usage-errors", &transcript);
 }
+
+#[test]
+fn each_stage_lists_only_the_options_it_uses() {
+    for stage in ["extract", "diff", "verify"] {
+        let output = migrate().args([stage, "--help"]).output().unwrap();
+        assert!(output.status.success());
+        check(
+            &format!("{stage}-help"),
+            &String::from_utf8(output.stdout).unwrap(),
+        );
+    }
+}
