@@ -6,6 +6,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
 use crate::config::{Config, OutputFormat, PartitionFormat, DEFAULT_KEY_LIST, DEFAULT_PATTERN};
+use crate::dates::DateSelection;
 use crate::pipeline::Stages;
 use crate::target::parse_target_ddl;
 
@@ -34,6 +35,9 @@ pub enum Command {
     Extract(RunArgs),
     /// Only diff extracted backups and write the output (run `extract` first)
     Diff(RunArgs),
+    /// Write the output from the diffs the Spark job computed over the partitions
+    /// (scripts/spark/migrate_diff.py), in place of the diff stage
+    Emit(EmitArgs),
     /// Rebuild every backup from the output and compare it with the backup; exit 1 on any
     /// difference
     Verify(RunArgs),
@@ -70,9 +74,21 @@ pub struct PlotArgs {
     pub to: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// The result folder of the Spark job (its --result), on a local or mounted file system
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 /// What the command line asks for.
 pub enum Action {
     Run(Stages, RunArgs),
+    /// The diff stage from a Spark result (`--from`).
+    Emit(PathBuf, RunArgs),
     Verify(RunArgs),
     Asof(AsofArgs),
     Plot(PlotArgs),
@@ -84,6 +100,7 @@ impl Cli {
             None => Action::Run(Stages::All, self.args),
             Some(Command::Extract(args)) => Action::Run(Stages::Extract, args),
             Some(Command::Diff(args)) => Action::Run(Stages::Diff, args),
+            Some(Command::Emit(args)) => Action::Emit(args.from, args.run),
             Some(Command::Verify(args)) => Action::Verify(args),
             Some(Command::Asof(args)) => Action::Asof(args),
             Some(Command::Plot(args)) => Action::Plot(args),
@@ -246,6 +263,11 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 
+    /// Only the backups of these dates (`migrate extract` on one of several machines sharing
+    /// --work): YYYYMMDD dates and inclusive ranges A..B, A.. or ..B, comma-separated
+    #[arg(long, value_name = "DATES", value_parser = DateSelection::parse)]
+    pub dates: Option<DateSelection>,
+
     /// Print the plan (backups, gaps, units done and pending, memory) and write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -350,6 +372,7 @@ impl RunArgs {
         config.fresh = self.fresh;
         config.memory_limit = self.memory_limit;
         config.dry_run = self.dry_run;
+        config.dates = self.dates;
         Ok(config)
     }
 }
