@@ -22,12 +22,17 @@ impl Revisions {
     pub fn record(&mut self, lag: i64, value: Option<f64>, previous: Option<f64>) {
         *self.by_lag.entry(lag).or_default() += 1;
         if let (Some(new), Some(old)) = (value, previous) {
-            if new.is_finite() && old.is_finite() {
+            // Only finite sums: JSON has no infinity, and a unit record that does not read
+            // back would make every rerun redo its unit. (|1e308 - -1e308| and 1 / 5e-324
+            // overflow; such revisions count in `by_lag` but not in the sizes.)
+            let change = (new - old).abs();
+            if (self.abs_sum + change).is_finite() {
                 self.sized += 1;
-                self.abs_sum += (new - old).abs();
-                if old != 0.0 {
+                self.abs_sum += change;
+                let relative = change / old.abs();
+                if old != 0.0 && (self.relative_sum + relative).is_finite() {
                     self.relative += 1;
-                    self.relative_sum += ((new - old) / old).abs();
+                    self.relative_sum += relative;
                 }
             }
         }
@@ -108,6 +113,20 @@ mod tests {
         assert_eq!(backfill.median_revision_lag, Some(1));
         assert_eq!(backfill.mean_abs_revision, Some((1.0 + 0.5 + 1.0) / 3.0));
         assert_eq!(backfill.mean_relative_revision, Some((0.5 + 1.0) / 2.0));
+    }
+
+    #[test]
+    fn overflowing_sizes_are_left_out_so_the_record_reads_back() {
+        let mut revisions = Revisions::default();
+        revisions.record(1, Some(1.0), Some(5e-324)); // |1 / 5e-324| is infinite
+        revisions.record(2, Some(f64::MAX), Some(-f64::MAX)); // so is the change
+        revisions.record(3, Some(2.0), Some(1.0));
+        assert_eq!((revisions.sized, revisions.relative), (2, 1));
+        assert_eq!(revisions.relative_sum, 1.0);
+        assert_eq!(revisions.count(), 3);
+        let json = serde_json::to_string(&revisions).unwrap();
+        let back: Revisions = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, revisions);
     }
 
     #[test]
