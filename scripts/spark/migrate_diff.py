@@ -41,6 +41,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import time
 
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
@@ -200,17 +201,19 @@ def diff(spark, frame, stored, partition_column, key, ignore, pairs):
     is_issue = (F.when(before == F.col(DATE), duplicate)
                 .otherwise(F.col(SELECTED) & (added | differs)))
     is_removal = F.col(NEXT).isNotNull() & (after.isNull() | (after != F.col(NEXT)))
-    columns = [F.col("`%s`" % c) for c in stored]
-    issue_columns = columns + [added.alias(ADDED)]
+    # Each row once as a candidate issue row of its backup and once as a candidate removal
+    # from the next backup, so that one pass over the window gives both outputs.
+    diffed = sorted({date for date, _, _, chosen in pairs if chosen})
+    as_issue = F.col("output") == "issues"
+    keep = F.when(as_issue, is_issue).otherwise(is_removal & F.col(NEXT).isin(diffed))
+    columns = [F.col("`%s`" % c) for c in stored] + [F.when(as_issue, added).alias(ADDED)]
     if VALUE in compared:
         old_value = F.col(olds[compared.index(VALUE)])
-        issue_columns.append(F.when(~added, old_value).alias(PREVIOUS_VALUE))
-    issues = (rows.filter(is_issue)
-              .select(*issue_columns, F.col(DATE).alias("date"), F.lit("issues").alias("output")))
-    diffed = {date for date, _, _, chosen in pairs if chosen}
-    removals = (rows.filter(is_removal & F.col(NEXT).isin(sorted(diffed)))
-                .select(*columns, F.col(NEXT).alias("date"), F.lit("removals").alias("output")))
-    both = issues.unionByName(removals, allowMissingColumns=True)
+        columns.append(F.when(as_issue & ~added, old_value).alias(PREVIOUS_VALUE))
+    both = (rows.withColumn("output", F.explode(F.array(F.lit("issues"), F.lit("removals"))))
+            .filter(keep)
+            .select(*columns, F.when(as_issue, F.col(DATE)).otherwise(F.col(NEXT)).alias("date"),
+                    "output"))
     # One task per (output, date, source) group, sorted by source: `migrate emit` reads a
     # source of a date by the statistics of the files' row groups.
     return (both.repartition("output", "date", partition_column)
@@ -244,7 +247,7 @@ def run(spark, partitions, result, key, ignore, dates=None):
     except Exception as error:  # a Py4J or Spark error: find our own message in it
         text = str(error)
         if "MIGRATE: " in text:
-            message = text.split("MIGRATE: ", 1)[1].split("\n", 1)[0]
+            message = text.split("MIGRATE: ", 1)[1].split("\n", 1)[0].split(" SQLSTATE")[0]
             raise JobError(message.rstrip(" .'\"") + ".") from None
         raise
     record = json.dumps(job_record(records, pairs, key, ignore, stored, partition_column))
@@ -278,6 +281,7 @@ def main(argv=None):
     if args.master:
         builder = builder.master(args.master)
     spark = builder.getOrCreate()
+    started = time.time()
     try:
         count = run(spark, args.partitions, args.result, names(args.key),
                     names(args.ignore_columns), args.dates)
@@ -286,7 +290,7 @@ def main(argv=None):
         return 1
     finally:
         spark.stop()
-    print("diffed %d backup(s) into %s" % (count, args.result))
+    print("diffed %d backup(s) into %s in %.1f s" % (count, args.result, time.time() - started))
     return 0
 
 
