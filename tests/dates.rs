@@ -45,13 +45,25 @@ fn dates_select_the_backups_to_extract() {
         ["date=20200602", "date=20200603", "date=20200604"]
     );
     // The rest, later or elsewhere, leaves those alone (a rerun would redo nothing).
-    let output = migrate_in(work.path(), &["extract", "--dates", "..20200601,20200606.."]);
+    let output = migrate_in(
+        work.path(),
+        &["extract", "--dates", "..20200601,20200606.."],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(extracted_dates(work.path()).len(), 7);
-    let plan = migrate_in(work.path(), &["extract", "--dates", "20200603", "--dry-run"]);
+    let plan = migrate_in(
+        work.path(),
+        &["extract", "--dates", "20200603", "--dry-run"],
+    );
     let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
-    assert!(plan.contains("backups in") && plan.contains(": 1\n"), "{plan}");
-    assert!(plan.contains("20200603") && !plan.contains("20200604"), "{plan}");
+    assert!(
+        plan.contains("backups in") && plan.contains(": 1\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("20200603") && !plan.contains("20200604"),
+        "{plan}"
+    );
     assert!(plan.contains("extract: 1 done, 0 pending"), "{plan}");
 }
 
@@ -68,7 +80,12 @@ fn dates_are_refused_where_every_backup_is_needed() {
         &["extract", "--dates", "20200605..20200601"],
     ] {
         let output = migrate_in(work.path(), args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
     let none = migrate_in(work.path(), &["extract", "--dates", "20300101.."]);
     assert_eq!(none.status.code(), Some(1));
