@@ -117,7 +117,7 @@ fn prepare() -> Prepared {
     for file in std::fs::read_dir(&backups).unwrap() {
         let file = file.unwrap().path();
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        if name < "just_covidcast_20200606".to_string() {
+        if name.as_str() < "just_covidcast_20200606" {
             // A hard link keeps the file's identity (size and time), as a shared copy would.
             std::fs::hard_link(&file, early.join(&name)).unwrap();
         }
