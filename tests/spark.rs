@@ -84,6 +84,12 @@ fn prepare() -> Prepared {
     // The fixtures: a local run, and two "machines" extracting half the dates each into one
     // work folder at the same time.
     migrate_fixtures(&at("fixtures/local"), &[]);
+    std::fs::write(at("epidata.sql"), EPIDATA_2021).unwrap();
+    let ddl = at("epidata.sql");
+    migrate_fixtures(
+        &at("fixtures/local-epidata"),
+        &["--target-ddl", ddl.to_str().unwrap()],
+    );
     extract_on_two_machines(
         &fixture_backups(),
         &at("fixtures/spark"),
@@ -258,7 +264,45 @@ fn the_fixtures_from_spark_are_a_local_run_byte_for_byte() {
     assert_same_output(&out, &p.path("fixtures/local"), &[]);
     assert_eq!(files_below(&out.join("issues"), "sql").len(), 21);
     verify(&fixture_backups(), &out, None, &[]);
+    // For Epidata's table, whose files also write removals as rows of their own, with the
+    // removed keys' last values.
+    let epidata = p.path("fixtures/spark-epidata");
+    let ddl = p.path("epidata.sql");
+    let flags = ["--target-ddl", ddl.to_str().unwrap(), "--work"];
+    let work = out.join(".work");
+    let flags = [&flags[..], &[work.to_str().unwrap()]].concat();
+    emit(&p.path("fixtures/result"), &fixture_backups(), &epidata, None, &flags);
+    assert_same_output(&epidata, &p.path("fixtures/local-epidata"), &[]);
+    let sql = std::fs::read_to_string(epidata.join("issues/20200604/doctor-visits.sql")).unwrap();
+    assert!(sql.contains("marked deleted"), "{sql}");
 }
+
+/// Epidata's `covidcast` table as of June 2021 (see tests/epidata.rs).
+const EPIDATA_2021: &str = "CREATE TABLE `covidcast` (
+  `id` bigint(20) unsigned NOT NULL AUTO_INCREMENT,
+  `source` varchar(32) NOT NULL,
+  `signal` varchar(64) NOT NULL,
+  `time_type` varchar(12) NOT NULL,
+  `geo_type` varchar(12) NOT NULL,
+  `time_value` int(11) NOT NULL,
+  `geo_value` varchar(12) NOT NULL,
+  `value_updated_timestamp` int(11) NOT NULL,
+  `value` double,
+  `stderr` double,
+  `sample_size` double,
+  `direction_updated_timestamp` int(11) NOT NULL,
+  `direction` int(11),
+  `issue` int(11) NOT NULL,
+  `lag` int(11) NOT NULL,
+  `is_latest_issue` binary(1) NOT NULL,
+  `is_wip` binary(1) DEFAULT NULL,
+  `missing_value` int(1) DEFAULT 0,
+  `missing_stderr` int(1) DEFAULT 0,
+  `missing_sample_size` int(1) DEFAULT 0,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `unique_key` (`source`,`signal`,`time_type`,`geo_type`,`time_value`,`geo_value`,`issue`),
+  KEY `by_issue` (`source`,`signal`,`time_type`,`geo_type`,`issue`,`time_value`,`geo_value`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8";
 
 #[test]
 fn a_series_with_every_feature_from_spark_is_a_local_run_byte_for_byte() {
