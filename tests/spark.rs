@@ -271,7 +271,13 @@ fn the_fixtures_from_spark_are_a_local_run_byte_for_byte() {
     let flags = ["--target-ddl", ddl.to_str().unwrap(), "--work"];
     let work = out.join(".work");
     let flags = [&flags[..], &[work.to_str().unwrap()]].concat();
-    emit(&p.path("fixtures/result"), &fixture_backups(), &epidata, None, &flags);
+    emit(
+        &p.path("fixtures/result"),
+        &fixture_backups(),
+        &epidata,
+        None,
+        &flags,
+    );
     assert_same_output(&epidata, &p.path("fixtures/local-epidata"), &[]);
     let sql = std::fs::read_to_string(epidata.join("issues/20200604/doctor-visits.sql")).unwrap();
     assert!(sql.contains("marked deleted"), "{sql}");
