@@ -46,8 +46,12 @@ impl StagedDir {
         let parent = parent(target);
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
+        // Named after the target, so that an interrupted one is known by what it was for.
+        let name = target
+            .file_name()
+            .map_or("".into(), |n| n.to_string_lossy());
         let temp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(&staged_prefix(&name))
             .permissions(std::fs::Permissions::from_mode(0o755))
             .tempdir_in(parent)
             .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))?
@@ -94,6 +98,11 @@ impl Drop for StagedDir {
         // Not committed: leave nothing half-written behind.
         let _ = std::fs::remove_dir_all(&self.temp);
     }
+}
+
+/// The start of the name of a temporary folder staged for a folder named `name`.
+pub fn staged_prefix(name: &str) -> String {
+    format!(".tmp-{name}-")
 }
 
 fn parent(path: &Path) -> &Path {

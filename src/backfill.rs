@@ -13,21 +13,53 @@ pub struct Revisions {
     /// Revisions whose `value` was a number before and after: the sum of |new - old| and of
     /// |new - old| / |old| (the latter over those with old ≠ 0).
     pub sized: u64,
+    #[serde(with = "exact")]
     pub abs_sum: f64,
     pub relative: u64,
+    #[serde(with = "exact")]
     pub relative_sum: f64,
+}
+
+/// Doubles saved as their shortest text and read back exactly: serde_json, without its
+/// `float_roundtrip` feature (which would rebuild polars), may read a long number back one
+/// unit in the last place off, and the summary of a resumed run, summed from saved unit
+/// records, must equal an uninterrupted run's. Records that hold plain numbers still read.
+mod exact {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, out: S) -> Result<S::Ok, S::Error> {
+        out.serialize_str(&format!("{value:?}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Saved {
+            Text(String),
+            Number(f64),
+        }
+        match Saved::deserialize(input)? {
+            Saved::Text(text) => text.parse().map_err(D::Error::custom),
+            Saved::Number(value) => Ok(value),
+        }
+    }
 }
 
 impl Revisions {
     pub fn record(&mut self, lag: i64, value: Option<f64>, previous: Option<f64>) {
         *self.by_lag.entry(lag).or_default() += 1;
         if let (Some(new), Some(old)) = (value, previous) {
-            if new.is_finite() && old.is_finite() {
+            // Only finite sums: JSON has no infinity, and a unit record that does not read
+            // back would make every rerun redo its unit. (|1e308 - -1e308| and 1 / 5e-324
+            // overflow; such revisions count in `by_lag` but not in the sizes.)
+            let change = (new - old).abs();
+            if (self.abs_sum + change).is_finite() {
                 self.sized += 1;
-                self.abs_sum += (new - old).abs();
-                if old != 0.0 {
+                self.abs_sum += change;
+                let relative = change / old.abs();
+                if old != 0.0 && (self.relative_sum + relative).is_finite() {
                     self.relative += 1;
-                    self.relative_sum += ((new - old) / old).abs();
+                    self.relative_sum += relative;
                 }
             }
         }
@@ -108,6 +140,42 @@ mod tests {
         assert_eq!(backfill.median_revision_lag, Some(1));
         assert_eq!(backfill.mean_abs_revision, Some((1.0 + 0.5 + 1.0) / 3.0));
         assert_eq!(backfill.mean_relative_revision, Some((0.5 + 1.0) / 2.0));
+    }
+
+    #[test]
+    fn overflowing_sizes_are_left_out_so_the_record_reads_back() {
+        let mut revisions = Revisions::default();
+        revisions.record(1, Some(1.0), Some(5e-324)); // |1 / 5e-324| is infinite
+        revisions.record(2, Some(f64::MAX), Some(-f64::MAX)); // so is the change
+        revisions.record(3, Some(2.0), Some(1.0));
+        assert_eq!((revisions.sized, revisions.relative), (2, 1));
+        assert_eq!(revisions.relative_sum, 1.0);
+        assert_eq!(revisions.count(), 3);
+        let json = serde_json::to_string(&revisions).unwrap();
+        let back: Revisions = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, revisions);
+    }
+
+    #[test]
+    fn sums_read_back_to_the_last_bit() {
+        let mut revisions = Revisions::default();
+        // Sums whose shortest spellings serde_json alone reads back one bit off.
+        for (new, old) in [(2.0, 1.0), (1.0, 3.0), (5.0, 7e-7), (0.1, 0.7)] {
+            revisions.record(1, Some(new), Some(old));
+        }
+        revisions.abs_sum = 1.8923085630129638e306;
+        revisions.relative_sum = 9.257869682059511e302;
+        let json = serde_json::to_string(&revisions).unwrap();
+        let back: Revisions = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.abs_sum.to_bits(), revisions.abs_sum.to_bits());
+        assert_eq!(
+            back.relative_sum.to_bits(),
+            revisions.relative_sum.to_bits()
+        );
+        // Records saved before, with plain numbers, still read.
+        let old = r#"{"by_lag":{"1":2},"sized":2,"abs_sum":1.5,"relative":1,"relative_sum":0.25}"#;
+        let old: Revisions = serde_json::from_str(old).unwrap();
+        assert_eq!((old.abs_sum, old.relative_sum), (1.5, 0.25));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
 use crate::config::{Config, OutputFormat, PartitionFormat, DEFAULT_KEY_LIST, DEFAULT_PATTERN};
+use crate::dates::DateSelection;
 use crate::pipeline::Stages;
 use crate::target::parse_target_ddl;
 
@@ -17,7 +18,8 @@ use crate::target::parse_target_ddl;
     override_usage = "migrate [OPTIONS] --backups <DIR> --out <DIR>\n       migrate <COMMAND> [OPTIONS]",
     after_help = "Exit status: 0 success, 1 failure, 2 usage error, 75 the work folder is in \
                   use by another run, 130 interrupted.",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    mut_args(hiding(ONLY_EXTRACT))
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -46,12 +48,15 @@ const VERIFY_IGNORES: &[&str] = &[
     "memory_limit",
     "dry_run",
     "fresh",
+    "dates",
 ];
+/// `--dates` is `extract`'s alone (refused elsewhere): every other stage needs every backup.
+const ONLY_EXTRACT: &[&str] = &["dates"];
 const STAGE_NOTE: &str = "Options of the whole run that this stage does not use are accepted \
                           and ignored, so that one set of flags serves every stage.";
 const VERIFY_NOTE: &str = "Options of the whole run that verify does not use are accepted and \
-                           ignored, so that one set of flags serves every stage; --dry-run and \
-                           --fresh are refused.";
+                           ignored, so that one set of flags serves every stage; --dry-run, \
+                           --fresh and --dates are refused.";
 
 /// Hides the options named in `ignored` from a stage's help.
 fn hiding(ignored: &'static [&'static str]) -> impl FnMut(clap::Arg) -> clap::Arg {
@@ -68,7 +73,12 @@ pub enum Command {
     #[command(mut_args(hiding(EXTRACT_IGNORES)), after_help = STAGE_NOTE)]
     Extract(RunArgs),
     /// Only diff extracted backups and write the output (run `extract` first)
+    #[command(mut_args(hiding(ONLY_EXTRACT)))]
     Diff(RunArgs),
+    /// Write the output from the diffs the Spark job computed over the partitions
+    /// (scripts/spark/migrate_diff.py), in place of the diff stage
+    #[command(mut_args(hiding(ONLY_EXTRACT)))]
+    Emit(EmitArgs),
     /// Rebuild every backup from the output and compare it with the backup; exit 1 on any
     /// difference
     #[command(mut_args(hiding(VERIFY_IGNORES)), after_help = VERIFY_NOTE)]
@@ -114,9 +124,21 @@ pub struct PlotArgs {
     pub to: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// The result folder of the Spark job (its --result), on a local or mounted file system
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 /// What the command line asks for.
 pub enum Action {
     Run(Stages, RunArgs),
+    /// The diff stage from a Spark result (`--from`).
+    Emit(PathBuf, RunArgs),
     Verify(RunArgs),
     Asof(AsofArgs),
     History(HistoryArgs),
@@ -129,6 +151,7 @@ impl Cli {
             None => Action::Run(Stages::All, self.args),
             Some(Command::Extract(args)) => Action::Run(Stages::Extract, args),
             Some(Command::Diff(args)) => Action::Run(Stages::Diff, args),
+            Some(Command::Emit(args)) => Action::Emit(args.from, args.run),
             Some(Command::Verify(args)) => Action::Verify(args),
             Some(Command::Asof(args)) => Action::Asof(args),
             Some(Command::History(args)) => Action::History(args),
@@ -368,6 +391,11 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 
+    /// Only the backups of these dates (`migrate extract` on one of several machines sharing
+    /// --work): YYYYMMDD dates and inclusive ranges A..B, A.. or ..B, comma-separated
+    #[arg(long, value_name = "DATES", value_parser = DateSelection::parse)]
+    pub dates: Option<DateSelection>,
+
     /// Print the plan (backups, gaps, units done and pending, memory) and write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -472,6 +500,7 @@ impl RunArgs {
         config.fresh = self.fresh;
         config.memory_limit = self.memory_limit;
         config.dry_run = self.dry_run;
+        config.dates = self.dates;
         Ok(config)
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
+use crate::dates::DateSelection;
 use crate::target::TargetTable;
 
 /// Columns of Delphi's `covidcast` table that identify a measurement.
@@ -107,6 +108,10 @@ pub struct Config {
     /// The table the SQL output loads into (`--target-ddl`); None: the dump's columns, then
     /// `issue` and `lag`.
     pub target: Option<TargetTable>,
+    /// Only the backups of these dates (`extract --dates`); None: every backup.
+    pub dates: Option<DateSelection>,
+    /// `emit`: the result folder of the Spark job whose diffs replace the local diff.
+    pub diffs_from: Option<PathBuf>,
 }
 
 impl Config {
@@ -132,6 +137,8 @@ impl Config {
             dry_run: false,
             memory_limit: None,
             target: None,
+            dates: None,
+            diffs_from: None,
         }
     }
 }

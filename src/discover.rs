@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use regex::Regex;
 
+use crate::dates::DateSelection;
+
 /// One daily backup file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backup {
@@ -116,6 +118,25 @@ pub fn discover(dir: &Path, pattern: &Regex) -> Result<Discovery> {
     Ok(Discovery { backups, gaps })
 }
 
+impl Discovery {
+    /// Only the backups of `dates`, and the gaps between them (`--dates`).
+    pub fn select(self, dates: &DateSelection, dir: &Path) -> Result<Discovery> {
+        let backups: Vec<Backup> = (self.backups.into_iter())
+            .filter(|b| dates.contains(b.date))
+            .collect();
+        if backups.is_empty() {
+            bail!(
+                "no backup in {} has a date in --dates {dates}",
+                dir.display()
+            );
+        }
+        let gaps = (self.gaps.into_iter())
+            .filter(|g| dates.contains(g.after) && dates.contains(g.before))
+            .collect();
+        Ok(Discovery { backups, gaps })
+    }
+}
+
 fn date_in_name(name: &str, pattern: &Regex) -> Result<Option<NaiveDate>> {
     let Some(captures) = pattern.captures(name) else {
         return Ok(None);
@@ -203,6 +224,32 @@ mod tests {
         let dir = folder(&["dump-20200601.sql", "dump-20200602.sql"]);
         let custom = Regex::new(r"^dump-(?P<date>\d{8})\.sql$").unwrap();
         assert_eq!(discover(dir.path(), &custom).unwrap().backups.len(), 2);
+    }
+
+    #[test]
+    fn a_selection_keeps_its_dates_and_names_an_empty_one() {
+        let dir = folder(&[
+            "just_covidcast_20200601_database.sql.gz",
+            "just_covidcast_20200603_database.sql.gz",
+            "just_covidcast_20200604_database.sql.gz",
+            "just_covidcast_20200607_database.sql.gz",
+        ]);
+        let found = discover(dir.path(), &pattern()).unwrap();
+        let dates = DateSelection::parse("20200602..20200607").unwrap();
+        let chosen = found.clone().select(&dates, dir.path()).unwrap();
+        let stamps: Vec<_> = chosen.backups.iter().map(Backup::stamp).collect();
+        assert_eq!(stamps, ["20200603", "20200604", "20200607"]);
+        assert_eq!(
+            chosen.gaps.len(),
+            1,
+            "the gap before the first is not its own"
+        );
+        let none = DateSelection::parse("20200701..").unwrap();
+        let err = found.select(&none, dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("no backup") && err.contains("20200701.."),
+            "{err}"
+        );
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
     });
     let work_to_time = match stages {
         Stages::Extract => !pending_extracts.is_empty(),
-        Stages::Diff => diffs_pending,
+        Stages::Diff | Stages::Emit => diffs_pending,
         Stages::All => !pending_extracts.is_empty() || diffs_pending,
     };
     let sample = work_to_time.then(|| sample_largest(&plan, &pending_extracts, config));
@@ -220,7 +220,7 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
             };
             let work = Work {
                 extracts: match stages {
-                    Stages::Diff => Vec::new(),
+                    Stages::Diff | Stages::Emit => Vec::new(),
                     _ => pending_extracts.iter().map(|&i| sizes[i] as f64).collect(),
                 },
                 diffs: match stages {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 const LOCK_FILE: &str = "lock";
+/// Folder of the per-date locks of `extract --dates`.
+const DATE_LOCKS: &str = "locks";
 
 /// Another process holds the folder (exit status 75: try again later).
 #[derive(Debug, thiserror::Error)]
@@ -32,16 +34,34 @@ pub struct WorkLock {
 
 /// Takes the work folder's lock, or fails at once with `Busy` when another process has it.
 pub fn lock_work_folder(work: &Path) -> Result<WorkLock> {
-    std::fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
-    let path = work.join(LOCK_FILE);
+    take(work, &work.join(LOCK_FILE), libc::LOCK_EX, "")
+}
+
+/// The locks of `extract --dates`: the work folder's shared (so that extracts of other
+/// dates, on this machine or others sharing the folder, run beside it, while a command that
+/// takes the whole folder waits for them all) and each selected date's own.
+pub fn lock_dates(work: &Path, dates: &[String]) -> Result<Vec<WorkLock>> {
+    let mut held = vec![take(work, &work.join(LOCK_FILE), libc::LOCK_SH, "")?];
+    let folder = work.join(DATE_LOCKS);
+    for date in dates {
+        let note = format!(", extracting the backup of {date}");
+        held.push(take(work, &folder.join(date), libc::LOCK_EX, &note)?);
+    }
+    Ok(held)
+}
+
+fn take(work: &Path, path: &Path, operation: libc::c_int, note: &str) -> Result<WorkLock> {
+    let folder = path.parent().unwrap_or(work);
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    if !try_flock(&file, libc::LOCK_EX)? {
+    if !try_flock(&file, operation)? {
         return Err(Busy {
             folder: work.to_path_buf(),
             holder: holder_text(&mut file),
@@ -49,7 +69,7 @@ pub fn lock_work_folder(work: &Path) -> Result<WorkLock> {
         .into());
     }
     let since = chrono::Local::now().format("%Y-%m-%d %H:%M:%S %z");
-    let text = format!("process {} since {since}\n", std::process::id());
+    let text = format!("process {} since {since}{note}\n", std::process::id());
     file.set_len(0)
         .and_then(|()| file.rewind())
         .and_then(|()| file.write_all(text.as_bytes()))
@@ -110,5 +130,26 @@ mod tests {
         drop(first);
         assert_eq!(lock_holder(dir.path()), None);
         lock_work_folder(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn extracts_of_other_dates_share_the_folder_but_not_a_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let june = lock_dates(dir.path(), &["20200601".into(), "20200602".into()]).unwrap();
+        let july = lock_dates(dir.path(), &["20200701".into()]).unwrap();
+        let overlap = lock_dates(dir.path(), &["20200602".into()]).unwrap_err();
+        let busy = overlap.downcast_ref::<Busy>().expect("Busy");
+        assert!(
+            busy.holder.contains("extracting the backup of 20200602"),
+            "{busy}"
+        );
+        // The whole folder waits for every extract.
+        assert!(lock_work_folder(dir.path()).is_err());
+        drop(june);
+        assert!(lock_work_folder(dir.path()).is_err());
+        drop(july);
+        let whole = lock_work_folder(dir.path()).unwrap();
+        assert!(lock_dates(dir.path(), &["20200801".into()]).is_err());
+        drop(whole);
     }
 }

@@ -8,7 +8,7 @@ use migrate::emit::write_rows;
 use migrate::exit_codes::{ExitStatus, UsageError};
 use migrate::history::{history, HistoryRequest};
 use migrate::lock::Busy;
-use migrate::pipeline::{run, RunSummary};
+use migrate::pipeline::{run, RunSummary, Stages};
 use migrate::plot::{plot, PlotRequest};
 use migrate::text_table::write_text_table;
 use migrate::verify::verify;
@@ -23,11 +23,39 @@ fn main() -> ExitCode {
     }
     let action = Cli::parse().into_action();
     let result = match action {
+        Action::Run(stages, args) if args.dates.is_some() && stages != Stages::Extract => {
+            Err(dates_only_for_extract())
+        }
+        Action::Verify(args) | Action::Emit(_, args) if args.dates.is_some() => {
+            Err(dates_only_for_extract())
+        }
+        Action::Run(_, args) if args.dates.is_some() && args.fresh => Err(UsageError(
+            "--dates takes no --fresh: it would remove the partitions of every date, those \
+             other machines extract too"
+                .into(),
+        )
+        .into()),
         Action::Run(stages, args) => with_config(args, |config| {
             if config.dry_run {
                 dry_run::describe(config, stages).map(|plan| print!("{plan}"))
             } else {
                 run(config, stages).map(|summary| print_summary(&summary))
+            }
+        }),
+        Action::Emit(from, args) => with_config(args, |config| {
+            let stages = if config.dry_run {
+                Stages::Diff
+            } else {
+                Stages::Emit
+            };
+            let config = Config {
+                diffs_from: Some(from),
+                ..config.clone()
+            };
+            if config.dry_run {
+                dry_run::describe(&config, stages).map(|plan| print!("{plan}"))
+            } else {
+                run(&config, stages).map(|summary| print_summary(&summary))
             }
         }),
         Action::Verify(args) if args.dry_run || args.fresh => Err(UsageError(
@@ -146,6 +174,15 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+fn dates_only_for_extract() -> anyhow::Error {
+    UsageError(
+        "--dates selects the backups of `migrate extract` (one machine's share of the \
+         extraction); the other commands need every backup"
+            .into(),
+    )
+    .into()
 }
 
 /// Sets up logging and Ctrl-C from the flags, checks them into a `Config`, and runs `body`.

@@ -20,14 +20,18 @@ use crate::dump::TableDef;
 use crate::emit::{write_issues, write_removals, EmitContext};
 use crate::interrupt;
 use crate::layout::Layout;
-use crate::lock::lock_work_folder;
+use crate::lock::{lock_dates, lock_work_folder};
 use crate::partition::{extract, PartitionInfo};
 use crate::plan::{DiffUnit, Plan};
 use crate::progress::{InOrder, Progress};
 use crate::schedule::{
     buckets_for, current_rss, estimate_diff_bytes, memory_budget, run_within_budget,
 };
-use crate::state::{partition_dir_name, remove, remove_leftovers, DiffRecord, OutputTable, Paths};
+use crate::spark::SparkResult;
+use crate::state::{
+    partition_dir_name, remove, remove_leftovers, remove_leftovers_of, DiffRecord, OutputTable,
+    Paths,
+};
 use crate::target::TargetPlan;
 
 /// Which stages a command runs.
@@ -36,6 +40,8 @@ pub enum Stages {
     All,
     Extract,
     Diff,
+    /// The diff stage from the Spark job's result (`config.diffs_from`).
+    Emit,
 }
 
 /// Totals of one source over the whole run.
@@ -85,6 +91,9 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
         // wrong command line, not a failed run.
         Plan::new(config, &paths)?.check_target(config)?;
     }
+    if config.dates.is_some() {
+        return extract_dates(config, &paths, started);
+    }
     // Held to the end: a second run in the same folder would remove this one's work.
     let _lock = lock_work_folder(&config.work)?;
     if config.fresh {
@@ -110,7 +119,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     }
     let mut units_run = 0;
     let mut units_reused = plan.extracts.len() - plan.pending_extracts();
-    if stages != Stages::Diff {
+    if matches!(stages, Stages::All | Stages::Extract) {
         units_run += extract_pending(&mut plan, config, &paths)?;
     } else if plan.pending_extracts() > 0 {
         bail!(
@@ -121,7 +130,12 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     remove_stale_dates(&plan, &paths, stages)?;
     let mut records = Vec::new();
     if stages != Stages::Extract {
-        let (ran, reused) = diff_all(&plan, config, &paths, &mut records)?;
+        let spark = match (stages, &config.diffs_from) {
+            (Stages::Emit, Some(from)) => Some(SparkResult::open(from, config)?),
+            (Stages::Emit, None) => bail!("emit needs the Spark job's result (--from)"),
+            _ => None,
+        };
+        let (ran, reused) = diff_all(&plan, config, &paths, spark.as_ref(), &mut records)?;
         units_run += ran;
         units_reused += reused;
     }
@@ -144,6 +158,32 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
         }
     }
     Ok(summary)
+}
+
+/// `extract --dates`: one machine's share of the extraction into a work folder that others
+/// may be filling at the same time. It holds the folder's lock shared and each selected
+/// date's exclusively, and touches nothing outside its dates: no other date's partitions
+/// or temporary folders, and no stale dates (the next whole command removes those).
+fn extract_dates(config: &Config, paths: &Paths, started: Instant) -> Result<RunSummary> {
+    let mut plan = Plan::new(config, paths)?;
+    let dates: Vec<String> = plan.extracts.iter().map(|u| u.backup.stamp()).collect();
+    let _locks = lock_dates(&config.work, &dates)?;
+    // Now that no one else may write them, look again at what is done.
+    plan = Plan::new(config, paths)?;
+    let leftovers = remove_leftovers_of(paths, &dates)?;
+    if leftovers > 0 {
+        info!("removed {leftovers} temporary folder(s) left by an interrupted extract");
+    }
+    info!(
+        "{} backups selected by --dates {} ({} to {})",
+        dates.len(),
+        config.dates.as_ref().expect("--dates"),
+        dates[0],
+        dates[dates.len() - 1]
+    );
+    let reused = plan.extracts.len() - plan.pending_extracts();
+    let ran = extract_pending(&mut plan, config, paths)?;
+    Ok(summarize(&plan, &[], ran, reused, started))
 }
 
 pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -> Result<usize> {
@@ -242,6 +282,7 @@ fn diff_all(
     plan: &Plan,
     config: &Config,
     paths: &Paths,
+    spark: Option<&SparkResult>,
     records: &mut Vec<DiffRecord>,
 ) -> Result<(usize, usize)> {
     let mut units: Vec<DiffUnit> = Vec::new();
@@ -259,6 +300,11 @@ fn diff_all(
     }
     let pending = units.iter().filter(|u| u.done.is_none()).count();
     let reused = units.len() - pending;
+    if let Some(spark) = spark {
+        // Before anything is written: every pending unit must be in the result.
+        let pending = units.iter().filter(|u| u.done.is_none());
+        spark.check_covers(pending.map(|u| &u.inputs))?;
+    }
     let budget = memory_budget(config);
     let mut work = Vec::new();
     for unit in units {
@@ -309,7 +355,8 @@ fn diff_all(
             let mut records = Vec::new();
             for (unit, buckets) in chain {
                 interrupt::check()?;
-                let record = run_diff_unit(plan, &unit, buckets, config, paths, &mut carried)?;
+                let record =
+                    run_diff_unit(plan, &unit, buckets, config, paths, spark, &mut carried)?;
                 progress.advance(1);
                 debug!(
                     "{} {}: {} rows, {} added, {} changed, {} removed",
@@ -499,6 +546,7 @@ fn run_diff_unit(
     buckets: usize,
     config: &Config,
     paths: &Paths,
+    spark: Option<&SparkResult>,
     carried: &mut Option<Carried>,
 ) -> Result<DiffRecord> {
     let started = Instant::now();
@@ -541,7 +589,13 @@ fn run_diff_unit(
     };
     let new_path = partition(date, info);
     let old_path = previous.map(|(p, i)| partition(&p.backup.stamp(), i));
-    let result = if buckets <= 1 {
+    let result = if let Some(spark) = spark {
+        let rows = (info.partitions.iter())
+            .find(|p| p.stem == unit.stem)
+            .map_or(0, |p| p.rows);
+        let first = previous.is_none();
+        (spark.unit(date, first, &unit.source, rows as usize, &layout)).with_context(context)?
+    } else if buckets <= 1 {
         let new = read_diff_input(new_path.as_deref(), &layout, None)?;
         let kept = carried
             .take()

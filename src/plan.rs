@@ -53,7 +53,10 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(config: &Config, paths: &Paths) -> Result<Plan> {
-        let discovery = discover(&config.backups, &config.pattern)?;
+        let mut discovery = discover(&config.backups, &config.pattern)?;
+        if let Some(dates) = &config.dates {
+            discovery = discovery.select(dates, &config.backups)?;
+        }
         let extracts = discovery
             .backups
             .iter()

@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::staged_prefix;
 use crate::config::{Config, OutputFormat};
 use crate::discover::Backup;
 
@@ -229,6 +230,26 @@ pub fn remove_leftovers(paths: &Paths) -> Result<usize> {
                     }
                 }
             }
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes the temporary folders that interrupted extracts of `dates` left (for
+/// `extract --dates`, which must not touch what other processes are extracting).
+pub fn remove_leftovers_of(paths: &Paths, dates: &[String]) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(&paths.partitions) else {
+        return Ok(0);
+    };
+    let prefixes: Vec<String> = (dates.iter())
+        .map(|date| staged_prefix(&partition_dir_name(date)))
+        .collect();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if prefixes.iter().any(|p| name.starts_with(p)) {
+            remove(&entry.path())?;
+            removed += 1;
         }
     }
     Ok(removed)

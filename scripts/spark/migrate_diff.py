@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""migrate's diff on Apache Spark: the issue rows and removals of every pair of consecutive
+backups in a partitions tree written by `migrate extract`, as Parquet that
+`migrate emit --from RESULT` turns into the usual output tree, byte for byte what a local run
+writes.
+
+    spark-submit --master URL scripts/spark/migrate_diff.py \\
+        --partitions WORK/partitions --result RESULT [--key COLS] [--ignore-columns COLS] \\
+        [--dates SELECTION]
+
+--partitions and --result take any path Spark can read and write (file:, hdfs://, s3a://).
+
+How it computes the diff, with migrate's semantics (README, Semantics):
+  - The backups are the `date=YYYYMMDD` folders of the tree that hold a `_partitions.json`
+    (extraction renames a folder into place only when it is complete). Each backup is
+    compared with the one before it in date order, so a missing day compares across the gap.
+  - Every row of every backup is shuffled once, by its key; within a key its rows are sorted
+    by date, so a row's predecessor (`lag`) is the same key in an earlier backup. The row is
+    new (an issue row, `__added`) when that predecessor is missing or is not from the backup
+    just before (a key that appears, or comes back after a removal); otherwise it is an
+    issue row when a compared column differs. A row whose successor (`lead`) is not in the
+    next backup is a removal there, with its last values.
+  - Compared columns: every column but the id, the key and --ignore-columns. Equality is
+    Spark's null-safe `<=>` on the typed Parquet columns: NULL = NULL, NaN = NaN,
+    0.0 = -0.0, numbers by value (they were parsed at extraction), text exactly.
+  - A key twice in one backup fails the job with the key and the date, as migrate does.
+Nothing but each backup's small `_partitions.json` is read on the driver; no row is
+collected there.
+
+The result:
+  RESULT/output=issues/date=D/*.parquet    issue rows of the backup of D: every column but
+                                           the id, `__added` (a new key, not a revision) and,
+                                           when `value` is compared, `value__old`
+  RESULT/output=removals/date=D/*.parquet  keys missing from the backup of D, with the
+                                           columns of their last row
+  RESULT/_job/part-*.txt                   what was computed (key, ignored columns, and per
+                                           backup the record of the partitions it read),
+                                           written last: `migrate emit` checks it
+"""
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+
+from pyspark.sql import SparkSession, Window
+from pyspark.sql import functions as F
+
+DEFAULT_KEY = "source,signal,time_type,geo_type,time_value,geo_value"
+RECORD = "_partitions.json"
+# What `migrate emit` reads: bump on any change of the layout below.
+RESULT_FORMAT = 1
+# Internal columns; the table's own never start with two underscores.
+DATE, PREVIOUS, NEXT, SELECTED = "__date", "__previous", "__next", "__selected"
+BEFORE, AFTER = "__seen_before", "__seen_after"
+ADDED, VALUE, PREVIOUS_VALUE = "__added", "value", "value__old"
+
+
+class JobError(Exception):
+    """Bad input or arguments: printed as one line, exit status 1."""
+
+
+def parse_dates(text):
+    """`--dates` as migrate reads it: comma-separated YYYYMMDD dates and inclusive ranges
+    A..B, A.. or ..B. Returns a predicate on YYYYMMDD strings."""
+    ranges = []
+    for part in text.split(","):
+        part = part.strip()
+        low, sep, high = part.partition("..")
+        if not sep:
+            high = low
+        for end in (low, high):
+            if end:
+                try:
+                    dt.datetime.strptime(end, "%Y%m%d")
+                except ValueError:
+                    raise JobError("--dates: %r is not a date YYYYMMDD (in %r)" % (end, text))
+        if not (low or high) or (low and high and low > high):
+            raise JobError("--dates: %r is not a date or a range A..B of dates" % part)
+        ranges.append((low or "00000000", high or "99999999"))
+    return lambda date: any(low <= date <= high for low, high in ranges)
+
+
+def read_records(spark, root):
+    """The `_partitions.json` of every backup of the tree, by date. Read through Hadoop's
+    file system on the driver (a few KB per backup): Spark's readers skip `_` files."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    pattern = jvm.org.apache.hadoop.fs.Path(root.rstrip("/") + "/date=*/" + RECORD)
+    fs = pattern.getFileSystem(conf)
+    records = {}
+    for status in fs.globStatus(pattern) or []:
+        stream = fs.open(status.getPath())
+        try:
+            text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        finally:
+            stream.close()
+        record = json.loads(text)
+        records[record["date"]] = record
+    return records
+
+
+def stored_columns(record):
+    """Every column of the table but the id, in table order, as the partitions store them."""
+    id_column = record["inputs"]["id_column"]
+    return [c["name"] for c in record["table"]["columns"] if c["name"] != id_column]
+
+
+def check_records(records, key, ignore):
+    """Fails unless every backup was extracted to Parquet with one table and the options
+    agree with it; returns the stored columns and the partition column."""
+    if not records:
+        raise JobError("no extracted backups (date=YYYYMMDD/%s) in --partitions" % RECORD)
+    dates = sorted(records)
+    first = records[dates[0]]
+    for earlier, later in zip(dates, dates[1:]):
+        before, after = records[earlier], records[later]
+        if before["table"]["columns"] != after["table"]["columns"]:
+            raise JobError(
+                "the table changed between the backups of %s and %s; backups with different "
+                "columns cannot be compared: diff each stretch with one schema separately"
+                % (earlier, later))
+    for date in dates:
+        inputs = records[date]["inputs"]
+        if inputs.get("file_format") != "parquet":
+            raise JobError("the backup of %s was extracted to %s partitions; the Spark job "
+                           "reads Parquet (extract with --partition-format parquet)"
+                           % (date, inputs.get("file_format")))
+        for option in ("id_column", "partition_column"):
+            if inputs[option] != first["inputs"][option]:
+                raise JobError("the backups of %s and %s were extracted with different "
+                               "--%s" % (dates[0], date, option.replace("_", "-")))
+    stored = stored_columns(first)
+    for role, names in (("--key", key), ("--ignore-columns", ignore)):
+        unknown = [n for n in names if n not in stored]
+        if unknown:
+            raise JobError("%s: the table `%s` has no column(s) %s; its columns are %s" % (
+                role, first["table"]["name"], ", ".join(unknown), ", ".join(stored)))
+    both = [n for n in ignore if n in key]
+    if both:
+        raise JobError("--ignore-columns %s is part of --key" % ", ".join(both))
+    return stored, first["inputs"]["partition_column"]
+
+
+def plan_pairs(records, selected):
+    """(date, previous, next, diffed) per backup that must be read: the selected ones and the
+    one before the first of them; `diffed` says whether its issues are computed."""
+    dates = sorted(records)
+    chosen = [i for i, d in enumerate(dates) if selected(d)]
+    if not chosen:
+        raise JobError("no extracted backup has a date in --dates")
+    rows = []
+    for i in range(max(chosen[0] - 1, 0), chosen[-1] + 1):
+        previous = dates[i - 1] if i > 0 else None
+        following = dates[i + 1] if i + 1 < len(dates) else None
+        rows.append((dates[i], previous, following, selected(dates[i])))
+    return rows
+
+
+def read_rows(spark, partitions, records, pairs, stored):
+    """The rows of the backups of `pairs`, their stored columns and their date."""
+    root = partitions.rstrip("/")
+    with_rows = [date for date, *_ in pairs if records[date]["rows"] > 0]
+    if not with_rows:  # Parquet has no file to take the types from
+        types = {"Integer": "bigint", "Float": "double"}
+        table = records[pairs[0][0]]["table"]["columns"]
+        schema = ", ".join("`%s` %s" % (c["name"], types.get(c["kind"], "string"))
+                           for c in table if c["name"] in stored)
+        return spark.createDataFrame([], schema + ", %s string" % DATE)
+    return (spark.read.option("basePath", root)
+            .parquet(*["%s/date=%s" % (root, d) for d in with_rows])
+            # Only the columns migrate stores, by name: files may hold more.
+            .select(*[F.col("`%s`" % c) for c in stored],
+                    F.col("date").cast("string").alias(DATE)))
+
+
+def diff(spark, frame, stored, partition_column, key, ignore, pairs):
+    """The issue rows and removals of the pairs, as one frame with an `output` column."""
+    compared = [c for c in stored if c not in key and c not in ignore]
+    schedule = spark.createDataFrame(
+        pairs, "%s string, %s string, %s string, %s boolean" % (DATE, PREVIOUS, NEXT, SELECTED))
+    by_key = Window.partitionBy(*[F.col("`%s`" % k) for k in key]).orderBy(DATE)
+    # The same key in the backup before (lag) and after (lead) in the rows read; window
+    # values are columns of their own, as filters cannot hold window functions.
+    olds = ["__old_%d" % i for i in range(len(compared))]
+    rows = (frame.join(F.broadcast(schedule), DATE)
+            .select("*", F.lag(DATE).over(by_key).alias(BEFORE),
+                    F.lead(DATE).over(by_key).alias(AFTER),
+                    *[F.lag("`%s`" % c).over(by_key).alias(o) for c, o in zip(compared, olds)]))
+    before, after = F.col(BEFORE), F.col(AFTER)
+    added = F.col(PREVIOUS).isNull() | before.isNull() | (before != F.col(PREVIOUS))
+    differs = F.lit(False)
+    for c, o in zip(compared, olds):
+        differs = differs | ~F.col("`%s`" % c).eqNullSafe(F.col(o))
+    key_text = F.concat_ws(", ", *[F.coalesce(F.col("`%s`" % k).cast("string"), F.lit("NULL"))
+                                   for k in key])
+    duplicate = F.raise_error(F.concat(
+        F.lit("MIGRATE: the key (%s) = (" % ", ".join(key)), key_text,
+        F.lit(") occurs more than once in the backup of "), F.col(DATE),
+        F.lit("; the key must identify one row (pass --key with the table's unique key)")))
+    is_issue = (F.when(before == F.col(DATE), duplicate)
+                .otherwise(F.col(SELECTED) & (added | differs)))
+    is_removal = F.col(NEXT).isNotNull() & (after.isNull() | (after != F.col(NEXT)))
+    # Each row once as a candidate issue row of its backup and once as a candidate removal
+    # from the next backup, so that one pass over the window gives both outputs.
+    diffed = sorted({date for date, _, _, chosen in pairs if chosen})
+    as_issue = F.col("output") == "issues"
+    keep = F.when(as_issue, is_issue).otherwise(is_removal & F.col(NEXT).isin(diffed))
+    columns = [F.col("`%s`" % c) for c in stored] + [F.when(as_issue, added).alias(ADDED)]
+    if VALUE in compared:
+        old_value = F.col(olds[compared.index(VALUE)])
+        columns.append(F.when(as_issue & ~added, old_value).alias(PREVIOUS_VALUE))
+    both = (rows.withColumn("output", F.explode(F.array(F.lit("issues"), F.lit("removals"))))
+            .filter(keep)
+            .select(*columns, F.when(as_issue, F.col(DATE)).otherwise(F.col(NEXT)).alias("date"),
+                    "output"))
+    # One task per (output, date, source) group, sorted by source: `migrate emit` reads a
+    # source of a date by the statistics of the files' row groups.
+    return (both.repartition("output", "date", partition_column)
+            .sortWithinPartitions("output", "date", partition_column))
+
+
+def job_record(records, pairs, key, ignore, stored, partition_column):
+    """What was computed, for `migrate emit` to check against its own plan."""
+    return {
+        "format": RESULT_FORMAT,
+        "key": key,
+        "ignore_columns": ignore,
+        "columns": stored,
+        "partition_column": partition_column,
+        "diffs": [{"date": date,
+                   "previous": [previous, records[previous]["inputs"]] if previous else None,
+                   "current": records[date]["inputs"]}
+                  for date, previous, _, chosen in pairs if chosen],
+    }
+
+
+def run(spark, partitions, result, key, ignore, dates=None):
+    records = read_records(spark, partitions)
+    stored, partition_column = check_records(records, key, ignore)
+    pairs = plan_pairs(records, parse_dates(dates) if dates else (lambda _: True))
+    rows = read_rows(spark, partitions, records, pairs, stored)
+    frame = diff(spark, rows, stored, partition_column, key, ignore, pairs)
+    try:
+        (frame.write.mode("overwrite").option("compression", "zstd")
+         .partitionBy("output", "date").parquet(result))
+    except Exception as error:  # a Py4J or Spark error: find our own message in it
+        text = str(error)
+        if "MIGRATE: " in text:
+            message = text.split("MIGRATE: ", 1)[1].split("\n", 1)[0].split(" SQLSTATE")[0]
+            raise JobError(message.rstrip(" .'\"") + ".") from None
+        raise
+    record = json.dumps(job_record(records, pairs, key, ignore, stored, partition_column))
+    (spark.createDataFrame([(record,)], "value string").coalesce(1)
+     .write.mode("overwrite").text(result.rstrip("/") + "/_job"))
+    return len([p for p in pairs if p[3]])
+
+
+def names(text):
+    return [n for n in text.split(",") if n] if text else []
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--partitions", required=True, metavar="PATH",
+                        help="the partitions tree: WORK/partitions of `migrate extract`")
+    parser.add_argument("--result", required=True, metavar="PATH",
+                        help="folder for the result (replaced)")
+    parser.add_argument("--key", default=DEFAULT_KEY, metavar="COLS",
+                        help="columns that identify a row (default: %s)" % DEFAULT_KEY)
+    parser.add_argument("--ignore-columns", default="", metavar="COLS",
+                        help="columns carried to the output but not compared")
+    parser.add_argument("--dates", metavar="SELECTION",
+                        help="only the backups of these dates (YYYYMMDD, A..B, comma-separated),"
+                             " each against the backup before it")
+    parser.add_argument("--master", help="Spark master when not run by spark-submit, e.g. "
+                                         "local[2]")
+    args = parser.parse_args(argv)
+    builder = SparkSession.builder.appName("migrate diff")
+    if args.master:
+        builder = builder.master(args.master)
+    spark = builder.getOrCreate()
+    started = time.time()
+    try:
+        count = run(spark, args.partitions, args.result, names(args.key),
+                    names(args.ignore_columns), args.dates)
+    except JobError as error:
+        print("error: %s" % error, file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    print("diffed %d backup(s) into %s in %.1f s" % (count, args.result, time.time() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
