@@ -242,9 +242,16 @@ fn print_summary(summary: &RunSummary) {
             backfill
                 .median_revision_lag
                 .map_or("-".into(), |l| l.to_string()),
-            backfill
-                .mean_abs_revision
-                .map_or("-".into(), |m| format!("{m:.4}"))
+            backfill.mean_abs_revision.map_or("-".into(), mean_change)
         );
+    }
+}
+
+/// A mean revision size for the summary table: fixed-point, or in exponent form when it is
+/// too large to fit the column (extreme doubles in generated data reach 1e300).
+fn mean_change(mean: f64) -> String {
+    match mean.abs() < 1e6 {
+        true => format!("{mean:.4}"),
+        false => format!("{mean:.3e}"),
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::config::Config;
 use crate::diff::{is_parquet, sort_by_key, DiffResult, ADDED, PREVIOUS_VALUE, VALUE};
 use crate::layout::Layout;
-use crate::partition::parquet::file_schema;
+use crate::partition::parquet::stored_schema;
 use crate::state::{DiffInputs, ExtractInputs};
 
 /// The layout of the result this version reads (the job's `RESULT_FORMAT`).
@@ -160,7 +160,7 @@ impl SparkResult {
     ) -> Result<DiffResult> {
         let mut extra = vec![Field::new(ADDED.into(), DataType::Boolean)];
         if !first && layout.compared_names().contains(&VALUE) {
-            let value = file_schema(layout).get(VALUE).cloned();
+            let value = stored_schema(layout).get(VALUE).cloned();
             extra.push(Field::new(
                 PREVIOUS_VALUE.into(),
                 value.unwrap_or(DataType::Float64),
@@ -192,7 +192,7 @@ impl SparkResult {
             .root
             .join(format!("output={output}"))
             .join(format!("date={date}"));
-        let mut schema = file_schema(layout);
+        let mut schema = stored_schema(layout);
         for field in extra {
             schema.with_column(field.name.clone(), field.dtype.clone());
         }

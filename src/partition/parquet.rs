@@ -28,6 +28,13 @@ const BATCH_ROWS: usize = 1 << 16;
 
 /// The type of each stored column in a Parquet partition, and last the key's fingerprint.
 pub fn file_schema(layout: &Layout) -> Schema {
+    let mut schema = stored_schema(layout);
+    schema.with_column(fingerprint::COLUMN.into(), DataType::UInt64);
+    schema
+}
+
+/// The type of each stored column, as the partitions (and the Spark job's result) hold it.
+pub fn stored_schema(layout: &Layout) -> Schema {
     let stored = layout.columns.iter().map(|column| {
         let dtype = match column.kind {
             ColumnKind::Integer => DataType::Int64,
@@ -37,8 +44,7 @@ pub fn file_schema(layout: &Layout) -> Schema {
         };
         Field::new(column.name.as_str().into(), dtype)
     });
-    let fingerprint = Field::new(fingerprint::COLUMN.into(), DataType::UInt64);
-    stored.chain(std::iter::once(fingerprint)).collect()
+    stored.collect()
 }
 
 enum Builder {
