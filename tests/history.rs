@@ -298,21 +298,7 @@ fn history_equals_sql_over_the_loaded_output() {
          time_type varchar(12), geo_type varchar(12), time_value int, geo_value varchar(12), \
          removed int)",
     );
-    for file in files_below(&out.path().join("issues"), "sql") {
-        db.source("t", &file);
-    }
-    for (i, file) in files_below(&out.path().join("removals"), "csv")
-        .iter()
-        .enumerate()
-    {
-        let copy = db.files_dir().join(format!("removals-{i}.csv"));
-        std::fs::copy(file, &copy).unwrap();
-        db.sql(&format!(
-            "LOAD DATA INFILE '{}' INTO TABLE t.removals FIELDS TERMINATED BY ',' \
-             OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' IGNORE 1 LINES",
-            copy.display()
-        ));
-    }
+    db.load_output("t", out.path(), "removals");
     assert_eq!(
         db.sql("SELECT COUNT(*) FROM t.removals WHERE time_type <> 'day'"),
         "0\n"

@@ -254,21 +254,7 @@ fn asof_lag_equals_sql_over_the_loaded_output() {
          removed int)",
     );
     // In date order, as Epidata loads them: within an epiweek the later row replaces.
-    for file in files_below(&out.path().join("issues"), "sql") {
-        db.source("t", &file);
-    }
-    for (i, file) in files_below(&out.path().join("removals"), "csv")
-        .iter()
-        .enumerate()
-    {
-        let copy = db.files_dir().join(format!("removals-{i}.csv"));
-        std::fs::copy(file, &copy).unwrap();
-        db.sql(&format!(
-            "LOAD DATA INFILE '{}' INTO TABLE t.removals FIELDS TERMINATED BY ',' \
-             OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' IGNORE 1 LINES",
-            copy.display()
-        ));
-    }
+    db.load_output("t", out.path(), "removals");
     assert_eq!(
         db.sql("SELECT COUNT(*), SUM(time_type = 'day') FROM t.removals"),
         "5\t5\n"

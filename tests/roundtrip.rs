@@ -111,21 +111,7 @@ fn the_readme_asof_query_returns_each_backup() {
          time_type varchar(12), geo_type varchar(12), time_value int, geo_value varchar(12), \
          removed int)",
     );
-    for file in files_below(&out.path().join("issues"), "sql") {
-        db.source("t", &file);
-    }
-    for (i, file) in files_below(&out.path().join("removals"), "csv")
-        .iter()
-        .enumerate()
-    {
-        let copy = db.files_dir().join(format!("removals-{i}.csv"));
-        std::fs::copy(file, &copy).unwrap();
-        db.sql(&format!(
-            "LOAD DATA INFILE '{}' INTO TABLE t.covidcast_removals FIELDS TERMINATED BY ',' \
-             OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' IGNORE 1 LINES",
-            copy.display()
-        ));
-    }
+    db.load_output("t", out.path(), "covidcast_removals");
     let backups = files_below(&fixture_backups(), "gz");
     let dates: Vec<String> = backups
         .iter()

@@ -266,6 +266,23 @@ impl MariaDb {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+
+    /// Loads a migration's SQL output `out` into the database `db`: every issue file in
+    /// date order (its tables must exist), and every removals CSV into `removals_table`.
+    pub fn load_output(&self, db: &str, out: &Path, removals_table: &str) {
+        for file in files_below(&out.join("issues"), "sql") {
+            self.source(db, &file);
+        }
+        for (i, file) in files_below(&out.join("removals"), "csv").iter().enumerate() {
+            let copy = self.files_dir().join(format!("removals-{i}.csv"));
+            std::fs::copy(file, &copy).unwrap();
+            self.sql(&format!(
+                "LOAD DATA INFILE '{}' INTO TABLE {db}.{removals_table} FIELDS TERMINATED \
+                 BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' IGNORE 1 LINES",
+                copy.display()
+            ));
+        }
+    }
 }
 
 impl Drop for MariaDb {
