@@ -419,15 +419,6 @@ fn a_malformed_binary_literal_is_named_with_its_place() {
     );
 }
 
-/// Python with DuckDB and pyarrow, from the virtual environment `scripts/test` makes.
-fn python() -> PathBuf {
-    let python = std::env::var_os("MIGRATE_TEST_PYTHON").expect(
-        "MIGRATE_TEST_PYTHON is not set: run the tests with scripts/test, which makes a \
-         Python environment with DuckDB and pyarrow",
-    );
-    python.into()
-}
-
 #[test]
 fn duckdb_and_pyarrow_read_binary_partitions_as_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -443,18 +434,7 @@ print(duckdb.sql(f"""
 table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
 print(table.schema.field("payload").type, table.schema.field("is_wip").type)
 "#;
-    let output = std::process::Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .arg(out.join(".work/partitions"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed = String::from_utf8(output.stdout).unwrap();
+    let printed = run_python(script, &out.join(".work/partitions"));
     assert_eq!(
         printed, "[('BLOB', '000A0D5C27221A80')]\nbinary_view binary_view\n",
         "{printed}"

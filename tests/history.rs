@@ -293,11 +293,7 @@ fn history_equals_sql_over_the_loaded_output() {
     db.sql("CREATE DATABASE t");
     // No unique key: both issues of a weekly row revised twice in one epiweek stay.
     db.sql(&format!("CREATE TABLE t.covidcast ({ISSUES_TABLE})"));
-    db.sql(
-        "CREATE TABLE t.removals (source varchar(32), `signal` varchar(64), \
-         time_type varchar(12), geo_type varchar(12), time_value int, geo_value varchar(12), \
-         removed int)",
-    );
+    db.sql(&format!("CREATE TABLE t.removals ({REMOVALS_TABLE})"));
     db.load_output("t", out.path(), "removals");
     assert_eq!(
         db.sql("SELECT COUNT(*) FROM t.removals WHERE time_type <> 'day'"),

@@ -248,11 +248,7 @@ fn asof_lag_equals_sql_over_the_loaded_output() {
     let db = MariaDb::start();
     db.sql("CREATE DATABASE t");
     db.sql(&format!("CREATE TABLE t.covidcast ({ISSUES_TABLE})"));
-    db.sql(
-        "CREATE TABLE t.removals (source varchar(32), `signal` varchar(64), \
-         time_type varchar(12), geo_type varchar(12), time_value int, geo_value varchar(12), \
-         removed int)",
-    );
+    db.sql(&format!("CREATE TABLE t.removals ({REMOVALS_TABLE})"));
     // In date order, as Epidata loads them: within an epiweek the later row replaces.
     db.load_output("t", out.path(), "removals");
     assert_eq!(

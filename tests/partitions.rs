@@ -152,15 +152,6 @@ fn parquet_output_reads_back_as_the_csv_output() {
         .success();
 }
 
-/// Python with DuckDB and pyarrow, from the virtual environment `scripts/test` makes.
-fn python() -> std::path::PathBuf {
-    let python = std::env::var_os("MIGRATE_TEST_PYTHON").expect(
-        "MIGRATE_TEST_PYTHON is not set: run the tests with scripts/test, which makes a \
-         Python environment with DuckDB and pyarrow",
-    );
-    python.into()
-}
-
 #[test]
 fn duckdb_and_pyarrow_read_the_partitions_as_one_dataset() {
     let dir = tempfile::tempdir().unwrap();
@@ -179,18 +170,7 @@ table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
 print("pyarrow", table.num_rows, sorted(set(table.column("date").to_pylist()))[0],
       table.schema.field("geo_value").type)
 "#;
-    let output = std::process::Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .arg(out.join(".work/partitions"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed = String::from_utf8(output.stdout).unwrap();
+    let printed = run_python(script, &out.join(".work/partitions"));
     // Rows per backup, counted by SQL in MariaDB when the fixtures were made.
     let backups = read_outfile_csv(&expected("backups.csv"));
     let mut total = 0;

@@ -452,3 +452,30 @@ pub fn migrate_process(backups: &Path, out: &Path, extra: &[&str]) -> Command {
         .stderr(std::process::Stdio::piped());
     command
 }
+
+/// Runs a Python script with the test environment's Python (DuckDB, pyarrow, pyspark, made
+/// by `scripts/test`), `path` as its argument, and returns what it printed; panics with its
+/// errors if it fails.
+pub fn run_python(script: &str, path: &Path) -> String {
+    let python = std::env::var_os("MIGRATE_TEST_PYTHON").expect(
+        "MIGRATE_TEST_PYTHON is not set: run the tests with scripts/test, which makes a \
+         Python environment with DuckDB and pyarrow",
+    );
+    let output = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Columns of a table that the removals CSVs of the fixtures' output load into.
+pub const REMOVALS_TABLE: &str = "source varchar(32), `signal` varchar(64), \
+    time_type varchar(12), geo_type varchar(12), time_value int, geo_value varchar(12), \
+    removed int";
