@@ -48,6 +48,11 @@ impl Row {
         (field.kind, &self.data[start..field.end])
     }
 
+    /// True when every byte of every field is ASCII (so every field is valid UTF-8).
+    pub fn is_ascii(&self) -> bool {
+        self.data.is_ascii()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (FieldKind, &[u8])> + '_ {
         (0..self.len()).map(|i| self.get(i))
     }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use crate::dump::{ColumnKind, FieldKind, Row};
 use crate::layout::Layout;
 
+use super::numbers::{is_decimal, is_integer};
 use super::Sink;
 
 pub(super) struct CsvPartition {
@@ -132,18 +133,6 @@ fn write_quoted(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     }
     out.write_all(rest)?;
     out.write_all(b"\"")
-}
-
-pub(super) fn is_integer(bytes: &[u8]) -> bool {
-    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
-}
-
-pub(super) fn is_decimal(bytes: &[u8]) -> bool {
-    bytes.iter().any(u8::is_ascii_digit)
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod csv;
 pub mod fingerprint;
+mod numbers;
 pub mod parquet;
 
 use std::collections::HashMap;
@@ -231,12 +232,12 @@ fn read_rows(
             interrupt::check()?;
             bail!("{}: {message}", reader.position());
         }
-        if is_row && table_def.is_some() && stop(reader.position().offset) {
+        if is_row && table_def.is_some() && stop(reader.offset()) {
             whole = false;
             break;
         }
     }
-    if reader.position().offset == 0 {
+    if reader.offset() == 0 {
         bail!("the file holds no SQL at all (an empty dump): replace it with a complete backup or remove it");
     }
     let Some(table) = table_def else {
@@ -247,7 +248,7 @@ fn read_rows(
     };
     Ok(Read {
         table,
-        sql_bytes: reader.position().offset,
+        sql_bytes: reader.offset(),
         whole,
     })
 }

@@ -15,8 +15,9 @@ use polars::prelude::{
     Schema, StatisticsOptions, StringChunkedBuilder, UInt64Chunked,
 };
 
-use super::csv::{binary_for_number, is_decimal, is_integer, number_for_binary};
+use super::csv::{binary_for_number, number_for_binary};
 use super::fingerprint::{self, KeyFingerprint};
+use super::numbers::{parse_decimal, parse_integer};
 use crate::dump::{ColumnKind, FieldKind, Row};
 use crate::layout::Layout;
 
@@ -66,10 +67,12 @@ impl Builder {
     }
 
     /// Appends one value; a key column's value also goes into the row's `key`.
+    /// `ascii`: the whole row is ASCII, so text needs no UTF-8 check.
     fn push(
         &mut self,
         kind: FieldKind,
         bytes: &[u8],
+        ascii: bool,
         key: Option<&mut KeyFingerprint>,
     ) -> Result<(), String> {
         if kind == FieldKind::Null {
@@ -97,31 +100,20 @@ impl Builder {
                 return Err(binary_for_number(bytes))
             }
             Builder::Text(b) => {
-                b.append_value(std::str::from_utf8(bytes).map_err(|_| {
-                    "the value is not valid UTF-8 (the dump's character set must be utf8/utf8mb4)"
-                        .to_string()
-                })?);
+                b.append_value(text(bytes, ascii)?);
                 if let Some(key) = key {
                     key.text(bytes);
                 }
             }
             Builder::Integer(b) => {
-                let text = std::str::from_utf8(bytes)
-                    .ok()
-                    .filter(|_| is_integer(bytes));
-                let value = text.and_then(|t| t.parse::<i64>().ok());
-                let value = value.ok_or_else(not_a_number)?;
+                let value = parse_integer(bytes).ok_or_else(not_a_number)?;
                 b.append_value(value);
                 if let Some(key) = key {
                     key.integer(value);
                 }
             }
             Builder::Float(b) => {
-                let text = std::str::from_utf8(bytes)
-                    .ok()
-                    .filter(|_| is_decimal(bytes));
-                let value = text.and_then(|t| t.parse::<f64>().ok());
-                let value = value.ok_or_else(not_a_number)?;
+                let value = parse_decimal(bytes).ok_or_else(not_a_number)?;
                 b.append_value(value);
                 if let Some(key) = key {
                     key.float(value);
@@ -139,6 +131,18 @@ impl Builder {
             Builder::Binary(b) => b.finish().into_column(),
         }
     }
+}
+
+/// Text as a `str`: checked as UTF-8 unless the row it is in is all ASCII.
+fn text(bytes: &[u8], ascii: bool) -> Result<&str, String> {
+    if ascii {
+        debug_assert!(bytes.is_ascii());
+        // SAFETY: ASCII is valid UTF-8; `ascii` holds only when every byte of the row is.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).map_err(|_| {
+        "the value is not valid UTF-8 (the dump's character set must be utf8/utf8mb4)".to_string()
+    })
 }
 
 pub(super) struct ParquetPartition {
@@ -179,11 +183,13 @@ impl ParquetPartition {
         map: &[usize],
         row: &Row,
     ) -> Result<(), String> {
+        // One check of the row instead of one per text value: dumps are mostly ASCII.
+        let ascii = row.is_ascii();
         for (i, (builder, column)) in self.builders.iter_mut().zip(&layout.columns).enumerate() {
             let (kind, bytes) = row.get(map[i]);
             let key = column.is_key.then_some(&mut self.key);
             builder
-                .push(kind, bytes, key)
+                .push(kind, bytes, ascii, key)
                 .map_err(|e| format!("column `{}`: {e}", column.name))?;
         }
         self.fingerprints.push(self.key.finish());
