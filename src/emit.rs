@@ -768,7 +768,7 @@ mod tests {
             // shortest spellings are equally near, MariaDB ends in .2, as we do (the
             // standard library's `{}` ends in .3; both read back as the same double).
             (1000000000000000.1, "1000000000000000.1"),
-            (1000000000000000.25, "1000000000000000.2"),
+            (1e15 + 0.25, "1000000000000000.2"),
             (1e16, "1e16"),
             (1234567890123456.0, "1.234567890123456e15"),
             (12345678901234567.0, "1.2345678901234568e16"),
