@@ -709,10 +709,23 @@ fn write_float(out: &mut (impl Write + ?Sized), v: f64) -> std::io::Result<()> {
     out.write_all(&text[..len])
 }
 
+/// Up to 17 significant digits of a double, on the stack.
+struct Digits {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl std::ops::Deref for Digits {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// The sign, significant digits (no leading or trailing zeros) and decimal point position
 /// `d` (the value is 0.DIGITS × 10^d) of a finite, nonzero number printed in any of the
 /// usual forms (`-1.5e-7`, `1e16`, `0.00012`, `123.45`).
-fn decimal_digits(text: &[u8]) -> (bool, Vec<u8>, i32) {
+fn decimal_digits(text: &[u8]) -> (bool, Digits, i32) {
     let (negative, text) = match text.strip_prefix(b"-") {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -725,21 +738,24 @@ fn decimal_digits(text: &[u8]) -> (bool, Vec<u8>, i32) {
         }
         None => (text, 0),
     };
-    let point = mantissa
-        .iter()
-        .position(|&b| b == b'.')
-        .unwrap_or(mantissa.len());
-    let all: Vec<u8> = mantissa
-        .iter()
-        .copied()
-        .filter(u8::is_ascii_digit)
-        .collect();
-    let leading = all.iter().take_while(|&&b| b == b'0').count();
-    let mut digits = all[leading..].to_vec();
-    while digits.last() == Some(&b'0') {
-        digits.pop();
+    let point = mantissa.iter().position(|&b| b == b'.').unwrap_or(mantissa.len());
+    let mut digits = Digits {
+        bytes: [0; 24],
+        len: 0,
+    };
+    let mut leading = 0;
+    for &b in mantissa.iter().filter(|b| b.is_ascii_digit()) {
+        if b == b'0' && digits.len == 0 {
+            leading += 1;
+        } else {
+            digits.bytes[digits.len] = b;
+            digits.len += 1;
+        }
     }
-    (negative, digits, point as i32 - leading as i32 + exponent)
+    while digits.len > 0 && digits.bytes[digits.len - 1] == b'0' {
+        digits.len -= 1;
+    }
+    (negative, digits, point as i32 - leading + exponent)
 }
 
 /// `write_float` into a string.
@@ -795,7 +811,7 @@ mod tests {
     fn reference_format(v: f64) -> String {
         let scientific = format!("{v:e}");
         let (negative, digits, d) = decimal_digits(scientific.as_bytes());
-        let digits = String::from_utf8(digits).unwrap();
+        let digits = String::from_utf8(digits.to_vec()).unwrap();
         let sign = if negative { "-" } else { "" };
         let count = digits.len() as i32;
         if d < -14 || (d > 15 && count <= d) {
