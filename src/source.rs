@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
@@ -50,6 +50,9 @@ impl Read for Counting {
 /// A reader whose data is produced by a background thread reading from another reader.
 pub struct ReadAhead {
     chunks: Receiver<io::Result<Vec<u8>>>,
+    /// Chunks read out go back to the thread for reuse: a fresh chunk for every MiB of SQL
+    /// cost a zeroing (memset or new pages) of every byte.
+    spent: SyncSender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
     done: bool,
@@ -59,8 +62,11 @@ pub struct ReadAhead {
 impl ReadAhead {
     pub fn spawn(mut reader: Box<dyn Read + Send>) -> ReadAhead {
         let (sender, chunks) = sync_channel(CHUNKS_AHEAD);
+        let (spent, reusable) = sync_channel::<Vec<u8>>(CHUNKS_AHEAD + 2);
         let thread = std::thread::spawn(move || loop {
-            let mut chunk = vec![0; CHUNK];
+            let mut chunk = reusable.try_recv().unwrap_or_default();
+            // Only a new chunk (or the tail of a short one) is zero-filled.
+            chunk.resize(CHUNK, 0);
             let (filled, error) = read_full(&mut reader, &mut chunk);
             chunk.truncate(filled);
             // Data decoded before an error is delivered first, so the error is placed where
@@ -77,6 +83,7 @@ impl ReadAhead {
         });
         ReadAhead {
             chunks,
+            spent,
             current: Vec::new(),
             pos: 0,
             done: false,
@@ -108,7 +115,9 @@ impl Read for ReadAhead {
             match self.chunks.recv() {
                 Ok(Ok(chunk)) if chunk.is_empty() => self.done = true,
                 Ok(Ok(chunk)) => {
-                    self.current = chunk;
+                    let spent = std::mem::replace(&mut self.current, chunk);
+                    // Full (the thread has enough to reuse) or gone: the chunk is just freed.
+                    let _ = self.spent.try_send(spent);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
