@@ -1,6 +1,8 @@
 //! Files and folders that appear complete or not at all: written under a temporary name in
 //! the destination's folder, flushed, renamed into place, and the folder flushed.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -10,6 +12,22 @@ use anyhow::{Context, Result};
 
 /// Writes a file through `write` and renames it to `path` only once it is on disk.
 pub fn write_file<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&mut BufWriter<&mut File>) -> Result<()>,
+{
+    commit(vec![stage_file(path, write)?])
+}
+
+/// A file written under a temporary name in its destination's folder and handed to the
+/// kernel, but neither flushed to disk nor in place yet: `commit` does both, for many files
+/// at once. Dropped uncommitted, it is removed.
+pub struct StagedFile {
+    temp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+/// Writes a file through `write` under a temporary name beside `path`, unflushed.
+pub fn stage_file<F>(path: &Path, write: F) -> Result<StagedFile>
 where
     F: FnOnce(&mut BufWriter<&mut File>) -> Result<()>,
 {
@@ -27,12 +45,50 @@ where
         out.flush()
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    temp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot flush {}", path.display()))?;
-    temp.persist(path)
-        .with_context(|| format!("cannot move the finished file to {}", path.display()))?;
-    sync_dir(dir)
+    Ok(StagedFile {
+        temp,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Flushes every staged file to disk, renames each into place, then flushes each of their
+/// folders once: afterwards all of them are on disk under their final names. Many files
+/// committed together cost one folder flush per folder, not one per file.
+pub fn commit(files: Vec<StagedFile>) -> Result<()> {
+    for file in &files {
+        file.temp
+            .as_file()
+            .sync_all()
+            .with_context(|| format!("cannot flush {}", file.path.display()))?;
+    }
+    let mut folders = BTreeSet::new();
+    for file in files {
+        file.temp
+            .persist(&file.path)
+            .with_context(|| format!("cannot move the finished file to {}", file.path.display()))?;
+        folders.insert(parent(&file.path).to_path_buf());
+    }
+    folders.iter().try_for_each(|folder| sync_dir(folder))
+}
+
+/// The files of one unit, staged as it writes them, committed later with other units'.
+#[derive(Default)]
+pub struct Staging(RefCell<Vec<StagedFile>>);
+
+impl Staging {
+    /// `stage_file`, kept here.
+    pub fn write<F>(&self, path: &Path, write: F) -> Result<()>
+    where
+        F: FnOnce(&mut BufWriter<&mut File>) -> Result<()>,
+    {
+        let file = stage_file(path, write)?;
+        self.0.borrow_mut().push(file);
+        Ok(())
+    }
+
+    pub fn into_files(self) -> Vec<StagedFile> {
+        self.0.into_inner()
+    }
 }
 
 /// A folder filled under a temporary name, then renamed to its final name in one step.
@@ -136,6 +192,33 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644, "output must be readable by others");
+    }
+
+    #[test]
+    fn staged_files_appear_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("20200601/a.sql");
+        let b = dir.path().join("20200602/b.sql");
+        let staging = Staging::default();
+        staging.write(&a, |out| Ok(out.write_all(b"a")?)).unwrap();
+        staging.write(&b, |out| Ok(out.write_all(b"b")?)).unwrap();
+        assert!(!a.exists() && !b.exists());
+        commit(staging.into_files()).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"b");
+        let names = |d: &str| std::fs::read_dir(dir.path().join(d)).unwrap().count();
+        assert_eq!(
+            (names("20200601"), names("20200602")),
+            (1, 1),
+            "no temporary left"
+        );
+
+        // Never committed (the unit failed, or the run stopped first): nothing is left.
+        let staging = Staging::default();
+        staging.write(&a, |out| Ok(out.write_all(b"new")?)).unwrap();
+        drop(staging);
+        assert_eq!(names("20200601"), 1);
+        assert_eq!(std::fs::read(&a).unwrap(), b"a");
     }
 
     #[test]
