@@ -11,10 +11,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::atomic::{commit, write_file, StagedFile, Staging};
+use crate::atomic::{commit, write_file, StagedDir, StagedFile, Staging};
 use crate::backfill::{Backfill, Revisions};
 use crate::config::Config;
-use crate::diff::{combine, diff, read_diff_input};
+use crate::diff::{combine, diff, on_this_thread, read_diff_input};
 use crate::dry_run::human;
 use crate::dump::TableDef;
 use crate::emit::{write_issues, write_removals, EmitContext};
@@ -203,6 +203,16 @@ pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -
         .thread_name(|i| format!("extract-{i}"))
         .build()?;
     let lines = InOrder::default();
+    // Finished extracts are flushed and renamed into place on a thread of their own, so
+    // that the workers do not wait on the disk.
+    let (finished, to_commit) = std::sync::mpsc::sync_channel::<StagedDir>(COMMIT_QUEUE);
+    let committer = std::thread::spawn(move || {
+        // Every extract waiting, at once: one flush of the disk for all of them.
+        while let Ok(first) = to_commit.recv() {
+            StagedDir::commit_all(std::iter::once(first).chain(to_commit.try_iter()).collect())?;
+        }
+        anyhow::Ok(())
+    });
     let results: Vec<(usize, Result<PartitionInfo>)> = pool.install(|| {
         pending
             .par_iter()
@@ -216,7 +226,12 @@ pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -
                         let dest = paths.partition_dir(&unit.backup.stamp());
                         let progress = progress.clone();
                         let on_read = Box::new(move |n| progress.advance(n));
-                        extract(&unit.backup, &unit.inputs, config, &dest, on_read)
+                        let (info, staged) =
+                            extract(&unit.backup, &unit.inputs, config, &dest, on_read)?;
+                        (finished.send(staged)).map_err(|_| {
+                            anyhow!("stopped: finished extracts could not be saved")
+                        })?;
+                        Ok(info)
                     });
                 let line = result.as_ref().ok().map(|info| {
                     let seconds = started.elapsed().as_secs_f64();
@@ -235,6 +250,9 @@ pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -
             })
             .collect()
     });
+    drop(finished);
+    // What the committer met comes first: a worker's error may only be its consequence.
+    committer.join().expect("the committer does not panic")?;
     progress.finish();
     let mut first_error = None;
     let count = results.len();
@@ -361,8 +379,13 @@ fn diff_all(
             let mut records = Vec::new();
             for (unit, buckets) in chain {
                 interrupt::check()?;
-                let (record, files) =
-                    run_diff_unit(plan, &unit, buckets, config, paths, spark, &mut carried)?;
+                let mut run =
+                    || run_diff_unit(plan, &unit, buckets, config, paths, spark, &mut carried);
+                let (record, files) = if unit.rows < SMALL_UNIT_ROWS {
+                    on_this_thread(run)?
+                } else {
+                    run()?
+                };
                 finished
                     .send((record.clone(), files))
                     .map_err(|_| anyhow!("stopped: finished units could not be saved"))?;
@@ -408,6 +431,10 @@ fn diff_all(
     progress.finish();
     Ok((pending, reused))
 }
+
+/// Units with fewer rows than this (both partitions) keep their polars work on their
+/// worker's thread (`diff::on_this_thread`); larger ones use polars' pool.
+const SMALL_UNIT_ROWS: u64 = 250_000;
 
 /// Finished units waiting for the committer; a worker that is this far ahead waits.
 const COMMIT_QUEUE: usize = 64;
