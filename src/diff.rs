@@ -253,6 +253,28 @@ pub fn check_unique_keys(frame: &DataFrame, layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// Runs `work` with every polars operation it makes on the calling thread, none handed to
+/// polars' thread pool. For small frames the hand-offs to the pool and back cost more than
+/// the work (on a busy machine, milliseconds of waiting per operation), and the units that
+/// run side by side keep the cores busy anyway.
+pub fn on_this_thread<R>(work: impl FnOnce() -> R) -> R {
+    use polars_async::executor::ALLOW_RAYON_THREADS;
+    let before = ALLOW_RAYON_THREADS.replace(false);
+    let restore = RestorePool(before);
+    let result = work();
+    drop(restore);
+    result
+}
+
+/// Gives the thread its polars pool back, also when the work panics.
+struct RestorePool(bool);
+
+impl Drop for RestorePool {
+    fn drop(&mut self) {
+        polars_async::executor::ALLOW_RAYON_THREADS.set(self.0);
+    }
+}
+
 /// Diffs the partition `new` against `old` (None: the first backup, every row is new).
 ///
 /// One full outer join does the whole diff: rows only in `new` are added, rows on both sides

@@ -13,7 +13,7 @@ use polars::prelude::{
     StringChunked,
 };
 
-use crate::atomic::write_file;
+use crate::atomic::Staging;
 use crate::backfill::Revisions;
 use crate::binary;
 use crate::config::OutputFormat;
@@ -76,6 +76,8 @@ pub struct EmitContext<'a> {
     /// The table the SQL loads into (`--target-ddl`); None: the dump's columns, then
     /// `issue` and `lag`.
     pub target: Option<&'a TargetPlan>,
+    /// Where the files go until the unit is committed with others (`atomic::commit`).
+    pub files: &'a Staging,
 }
 
 impl EmitContext<'_> {
@@ -247,11 +249,11 @@ pub fn write_issues(
         let (issue, lag): (Vec<i64>, Vec<i64>) = issue_lag.into_iter().unzip();
         frame.with_column(Int64Chunked::from_vec("issue".into(), issue).into_column())?;
         frame.with_column(Int64Chunked::from_vec("lag".into(), lag).into_column())?;
-        write_parquet(path, &mut frame)?;
+        write_parquet(ctx.files, path, &mut frame)?;
         return Ok(stats);
     }
     let mut latest = LatestIssues::new(ctx);
-    write_file(path, |out| {
+    ctx.files.write(path, |out| {
         if ctx.format == OutputFormat::Sql {
             let previous = ctx
                 .previous
@@ -540,32 +542,34 @@ pub fn write_removals(path: &Path, removed: &DataFrame, ctx: &EmitContext) -> Re
         let stamp = yyyymmdd(ctx.date);
         let removed = Int64Chunked::from_vec("removed".into(), vec![stamp; frame.height()]);
         frame.with_column(removed.into_column())?;
-        return write_parquet(path, &mut frame);
+        return write_parquet(ctx.files, path, &mut frame);
     }
     let columns = names
         .iter()
         .map(|name| Cells::of(removed, name))
         .collect::<Result<Vec<_>>>()?;
     let stamp = yyyymmdd(ctx.date);
-    write_file(path, |out| {
-        let header = names.iter().copied().chain(["removed"]);
-        write_csv_line(out, header.map(Cell::Text))?;
-        for row in 0..removed.height() {
-            let cells = columns.iter().map(|c| c.get(row));
-            write_csv_line(out, cells.chain([Cell::Integer(stamp)]))?;
-        }
-        Ok(())
-    })
-    .with_context(|| format!("cannot write {}", path.display()))
+    ctx.files
+        .write(path, |out| {
+            let header = names.iter().copied().chain(["removed"]);
+            write_csv_line(out, header.map(Cell::Text))?;
+            for row in 0..removed.height() {
+                let cells = columns.iter().map(|c| c.get(row));
+                write_csv_line(out, cells.chain([Cell::Integer(stamp)]))?;
+            }
+            Ok(())
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Writes a frame as one Parquet file, atomically like every output file.
-fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<()> {
-    write_file(path, |out| {
-        ParquetWriter::new(out).finish(frame)?;
-        Ok(())
-    })
-    .with_context(|| format!("cannot write {}", path.display()))
+fn write_parquet(files: &Staging, path: &Path, frame: &mut DataFrame) -> Result<()> {
+    files
+        .write(path, |out| {
+            ParquetWriter::new(out).finish(frame)?;
+            Ok(())
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn write_csv_line<'a>(

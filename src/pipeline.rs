@@ -11,10 +11,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::atomic::write_file;
+use crate::atomic::{commit, write_file, StagedDir, StagedFile, Staging};
 use crate::backfill::{Backfill, Revisions};
 use crate::config::Config;
-use crate::diff::{combine, diff, read_diff_input};
+use crate::diff::{combine, diff, on_this_thread, read_diff_input};
 use crate::dry_run::human;
 use crate::dump::TableDef;
 use crate::emit::{write_issues, write_removals, EmitContext};
@@ -29,8 +29,8 @@ use crate::schedule::{
 };
 use crate::spark::SparkResult;
 use crate::state::{
-    partition_dir_name, remove, remove_leftovers, remove_leftovers_of, DiffRecord, OutputTable,
-    Paths,
+    partition_dir_name, remove, remove_leftovers, remove_leftovers_of, DiffRecord, Journal,
+    OutputTable, Paths,
 };
 use crate::target::TargetPlan;
 
@@ -100,8 +100,11 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
         for root in paths.dated_roots() {
             remove(root)?;
         }
+        remove(&paths.journal)?;
         remove(&paths.summary)?;
     }
+    // Diff records of earlier versions, a file per unit; their units are redone.
+    remove(&paths.work.join("state"))?;
     let leftovers = remove_leftovers(&paths)?;
     if leftovers > 0 {
         info!("removed {leftovers} temporary file(s) left by an interrupted run");
@@ -200,6 +203,16 @@ pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -
         .thread_name(|i| format!("extract-{i}"))
         .build()?;
     let lines = InOrder::default();
+    // Finished extracts are flushed and renamed into place on a thread of their own, so
+    // that the workers do not wait on the disk.
+    let (finished, to_commit) = std::sync::mpsc::sync_channel::<StagedDir>(COMMIT_QUEUE);
+    let committer = std::thread::spawn(move || {
+        // Every extract waiting, at once: one flush of the disk for all of them.
+        while let Ok(first) = to_commit.recv() {
+            StagedDir::commit_all(std::iter::once(first).chain(to_commit.try_iter()).collect())?;
+        }
+        anyhow::Ok(())
+    });
     let results: Vec<(usize, Result<PartitionInfo>)> = pool.install(|| {
         pending
             .par_iter()
@@ -213,7 +226,12 @@ pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -
                         let dest = paths.partition_dir(&unit.backup.stamp());
                         let progress = progress.clone();
                         let on_read = Box::new(move |n| progress.advance(n));
-                        extract(&unit.backup, &unit.inputs, config, &dest, on_read)
+                        let (info, staged) =
+                            extract(&unit.backup, &unit.inputs, config, &dest, on_read)?;
+                        (finished.send(staged)).map_err(|_| {
+                            anyhow!("stopped: finished extracts could not be saved")
+                        })?;
+                        Ok(info)
                     });
                 let line = result.as_ref().ok().map(|info| {
                     let seconds = started.elapsed().as_secs_f64();
@@ -232,6 +250,9 @@ pub(crate) fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -
             })
             .collect()
     });
+    drop(finished);
+    // What the committer met comes first: a worker's error may only be its consequence.
+    committer.join().expect("the committer does not panic")?;
     progress.finish();
     let mut first_error = None;
     let count = results.len();
@@ -343,8 +364,11 @@ fn diff_all(
             }
         }
     }
+    let journal = Journal::start(&paths.journal, records.iter())?;
     let progress = Progress::units("diff", pending as u64);
     let per_backup = BackupTally::new(&work);
+    let (finished, to_commit) = std::sync::mpsc::sync_channel(COMMIT_QUEUE);
+    let committer = std::thread::spawn(move || commit_finished(to_commit, journal));
     let done = run_within_budget(
         chains(work),
         budget,
@@ -355,8 +379,16 @@ fn diff_all(
             let mut records = Vec::new();
             for (unit, buckets) in chain {
                 interrupt::check()?;
-                let record =
-                    run_diff_unit(plan, &unit, buckets, config, paths, spark, &mut carried)?;
+                let mut run =
+                    || run_diff_unit(plan, &unit, buckets, config, paths, spark, &mut carried);
+                let (record, files) = if unit.rows < SMALL_UNIT_ROWS {
+                    on_this_thread(run)?
+                } else {
+                    run()?
+                };
+                finished
+                    .send((record.clone(), files))
+                    .map_err(|_| anyhow!("stopped: finished units could not be saved"))?;
                 progress.advance(1);
                 debug!(
                     "{} {}: {} rows, {} added, {} changed, {} removed",
@@ -388,13 +420,41 @@ fn diff_all(
                 memory.correction
             );
         },
-    )?;
-    let done: Vec<DiffRecord> = done.into_iter().flatten().collect();
+    );
+    drop(finished);
+    // What the committer met comes first: a worker's error may only be its consequence.
+    committer.join().expect("the committer does not panic")?;
+    let done: Vec<DiffRecord> = done?.into_iter().flatten().collect();
     records.extend(done);
     // Units finish in any order; sums in the summary must not depend on it.
     records.sort_by(|a, b| (&a.inputs.date, &a.source).cmp(&(&b.inputs.date, &b.source)));
     progress.finish();
     Ok((pending, reused))
+}
+
+/// Units with fewer rows than this (both partitions) keep their polars work on their
+/// worker's thread (`diff::on_this_thread`); larger ones use polars' pool.
+const SMALL_UNIT_ROWS: u64 = 250_000;
+
+/// Finished units waiting for the committer; a worker that is this far ahead waits.
+const COMMIT_QUEUE: usize = 64;
+
+/// Makes finished units durable, on a thread of its own so that the workers do not wait on
+/// the disk: takes every unit waiting, flushes their files and renames them into place
+/// (each folder flushed once for all of them), then appends their records to the journal.
+/// A unit thus counts as done only once its files are on disk; after a crash the units
+/// still queued are redone.
+fn commit_finished(
+    queue: std::sync::mpsc::Receiver<(DiffRecord, Vec<StagedFile>)>,
+    mut journal: Journal,
+) -> Result<()> {
+    while let Ok(first) = queue.recv() {
+        let (records, files): (Vec<DiffRecord>, Vec<Vec<StagedFile>>) =
+            std::iter::once(first).chain(queue.try_iter()).unzip();
+        commit(files.into_iter().flatten().collect())?;
+        journal.append(&records)?;
+    }
+    Ok(())
 }
 
 /// Counts each backup's pending diff units down, so that the log has one line per backup
@@ -482,7 +542,6 @@ fn remove_stale_sources(
     paths: &Paths,
 ) -> Result<()> {
     let roots = [
-        (&paths.state, "json"),
         (&paths.issues, config.format.extension()),
         (&paths.removals, config.format.removals_extension()),
     ];
@@ -548,7 +607,7 @@ fn run_diff_unit(
     paths: &Paths,
     spark: Option<&SparkResult>,
     carried: &mut Option<Carried>,
-) -> Result<DiffRecord> {
+) -> Result<(DiffRecord, Vec<StagedFile>)> {
     let started = Instant::now();
     let mut read_seconds = 0.0;
     let current = &plan.extracts[unit.index];
@@ -630,6 +689,7 @@ fn run_diff_unit(
         .transpose()
         .map_err(|e| anyhow!("{e}"))
         .with_context(context)?;
+    let files = Staging::default();
     let ctx = EmitContext {
         layout: &layout,
         source: &unit.source,
@@ -639,6 +699,7 @@ fn run_diff_unit(
         format: config.format,
         chunk_rows: config.chunk_rows,
         target: target.as_ref(),
+        files: &files,
     };
     let extension = config.format.extension();
     let stats = write_issues(
@@ -678,11 +739,7 @@ fn run_diff_unit(
         negative_lag_rows: Some(stats.from_the_future as u64),
         made_now: true,
     };
-    let json = serde_json::to_string_pretty(&record)?;
-    write_file(&paths.record(date, &unit.stem), |out| {
-        Ok(out.write_all(json.as_bytes())?)
-    })?;
-    Ok(record)
+    Ok((record, files.into_files()))
 }
 
 fn summarize(

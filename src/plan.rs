@@ -11,7 +11,7 @@ use crate::discover::{discover, Backup, Discovery};
 use crate::exit_codes::UsageError;
 use crate::layout::Layout;
 use crate::partition::{read_table, PartitionInfo};
-use crate::state::{DiffInputs, DiffRecord, ExtractInputs, Paths};
+use crate::state::{DiffInputs, DiffRecord, ExtractInputs, Finished, Journal, Paths};
 use crate::target::TargetPlan;
 
 /// Uncompressed SQL per byte of gzip, rows per byte of SQL, and partition bytes per byte of
@@ -49,6 +49,8 @@ pub struct DiffUnit {
 pub struct Plan {
     pub discovery: Discovery,
     pub extracts: Vec<ExtractUnit>,
+    /// The records of the diff units finished earlier (the journal), valid or not.
+    finished: Finished,
 }
 
 impl Plan {
@@ -74,6 +76,7 @@ impl Plan {
         Ok(Plan {
             discovery,
             extracts,
+            finished: Journal::load(&paths.journal),
         })
     }
 
@@ -149,8 +152,9 @@ impl Plan {
                     .exists()
                     && (paths.removals_file(&date, stem, config.format.removals_extension()))
                         .exists();
-                let done = DiffRecord::load_valid(&paths.record(&date, stem), &inputs)
-                    .filter(|_| outputs_exist);
+                let done = (self.finished.get(&(date.clone(), source.to_string())))
+                    .filter(|record| record.inputs == inputs && outputs_exist)
+                    .cloned();
                 DiffUnit {
                     index,
                     stem: stem.to_string(),

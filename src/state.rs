@@ -1,14 +1,18 @@
 //! What a finished unit depended on, so a rerun can tell finished and still valid units from
 //! ones to redo. An extract's record is the `partitions.json` inside its (atomically renamed)
-//! folder; a diff unit's record is a small JSON file written after its outputs are in place.
+//! folder; a diff unit's record is a line of the journal (`.work/diffs.jsonl`), appended
+//! and flushed after its outputs are on disk in place.
 
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::staged_prefix;
+use crate::atomic::{staged_prefix, write_file};
 use crate::config::{Config, OutputFormat};
 use crate::discover::Backup;
 
@@ -96,12 +100,62 @@ pub struct DiffRecord {
     pub negative_lag_rows: Option<u64>,
 }
 
-impl DiffRecord {
-    /// The record at `path` if it exists, is readable and was made from `inputs`.
-    pub fn load_valid(path: &Path, inputs: &DiffInputs) -> Option<DiffRecord> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let record: DiffRecord = serde_json::from_str(&text).ok()?;
-        (record.inputs == *inputs).then_some(record)
+/// The records of finished diff units, one JSON line each, in the order they finished: one
+/// file for the run instead of a file (and a folder per date) per unit, which on a history
+/// of thousands of small units cost more than their diffs. A record is appended only after
+/// its unit's files are on disk, and flushed before the unit counts as done.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+/// The journal's records by (date, source).
+pub type Finished = HashMap<(String, String), DiffRecord>;
+
+impl Journal {
+    /// Every readable record of the journal at `path` (none if there is no journal); a line
+    /// cut short by a crash is skipped, and of two records of one unit the later one wins.
+    pub fn load(path: &Path) -> Finished {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        (text.lines())
+            .filter_map(|line| serde_json::from_str::<DiffRecord>(line).ok())
+            .map(|record| ((record.inputs.date.clone(), record.source.clone()), record))
+            .collect()
+    }
+
+    /// Rewrites the journal with `kept` alone (the records still valid, so that it does not
+    /// grow from run to run, and a line cut short is gone) and opens it to append.
+    pub fn start<'a>(
+        path: &Path,
+        kept: impl IntoIterator<Item = &'a DiffRecord>,
+    ) -> Result<Journal> {
+        let mut text = String::new();
+        for record in kept {
+            text += &serde_json::to_string(record)?;
+            text.push('\n');
+        }
+        write_file(path, |out| Ok(out.write_all(text.as_bytes())?))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends `records` in one write and flushes them to disk.
+    pub fn append(&mut self, records: &[DiffRecord]) -> Result<()> {
+        let mut text = String::new();
+        for record in records {
+            text += &serde_json::to_string(record)?;
+            text.push('\n');
+        }
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
 
@@ -110,7 +164,10 @@ pub struct Paths {
     pub partitions: PathBuf,
     /// Extension of the partition files (`parquet` or `csv`).
     pub partition_extension: &'static str,
-    pub state: PathBuf,
+    /// The records of finished diff units (`Journal`).
+    pub journal: PathBuf,
+    /// The work folder itself.
+    pub work: PathBuf,
     pub issues: PathBuf,
     pub removals: PathBuf,
     pub summary: PathBuf,
@@ -122,7 +179,8 @@ impl Paths {
         Paths {
             partitions: config.work.join("partitions"),
             partition_extension: config.partition_format.extension(),
-            state: config.work.join("state"),
+            journal: config.work.join("diffs.jsonl"),
+            work: config.work.clone(),
             issues: config.out.join("issues"),
             removals: config.out.join("removals"),
             summary: config.out.join("summary.json"),
@@ -139,10 +197,6 @@ impl Paths {
     pub fn partition_file(&self, date: &str, stem: &str) -> PathBuf {
         self.partition_dir(date)
             .join(format!("{stem}.{}", self.partition_extension))
-    }
-
-    pub fn record(&self, date: &str, stem: &str) -> PathBuf {
-        self.state.join(date).join(format!("{stem}.json"))
     }
 
     pub fn issues_file(&self, date: &str, stem: &str, extension: &str) -> PathBuf {
@@ -168,8 +222,8 @@ impl Paths {
     }
 
     /// The folders that hold one folder per backup date.
-    pub fn dated_roots(&self) -> [&Path; 4] {
-        [&self.partitions, &self.state, &self.issues, &self.removals]
+    pub fn dated_roots(&self) -> [&Path; 3] {
+        [&self.partitions, &self.issues, &self.removals]
     }
 }
 
@@ -213,6 +267,17 @@ impl OutputTable {
 /// Removes temporary files and folders (`.tmp-*`) left by a run that was killed.
 pub fn remove_leftovers(paths: &Paths) -> Result<usize> {
     let mut removed = 0;
+    // The journal's rewrite is staged in the work folder itself.
+    for entry in std::fs::read_dir(&paths.work)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if is_temporary(&entry.path()) && entry.path().is_file() {
+            remove(&entry.path())?;
+            removed += 1;
+        }
+    }
     for root in paths.dated_roots() {
         let Ok(entries) = std::fs::read_dir(root) else {
             continue;
@@ -271,5 +336,76 @@ pub fn remove(path: &Path) -> Result<()> {
             Err(e).with_context(|| format!("cannot remove {}", path.display()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(date: &str, source: &str, rows: u64) -> DiffRecord {
+        let backup = ExtractInputs {
+            file: format!("just_covidcast_{date}_database.sql.gz"),
+            size: 10,
+            modified_unix_ns: 1,
+            table: "covidcast".into(),
+            id_column: "id".into(),
+            partition_column: "source".into(),
+            file_format: "parquet".into(),
+            format: PARTITION_FORMAT,
+        };
+        DiffRecord {
+            inputs: DiffInputs {
+                date: date.into(),
+                previous: None,
+                current: backup,
+                key: vec!["source".into()],
+                ignore_columns: vec![],
+                target_table: "covidcast".into(),
+                format: "sql".into(),
+                chunk_rows: 1000,
+                target: None,
+            },
+            source: source.into(),
+            rows,
+            added: rows,
+            changed: 0,
+            removed: 0,
+            seconds: 0.5,
+            revisions: Default::default(),
+            made_now: false,
+            negative_lag_rows: Some(0),
+        }
+    }
+
+    #[test]
+    fn the_journal_keeps_whole_records_and_the_later_of_two() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("diffs.jsonl");
+        assert!(Journal::load(&path).is_empty());
+        let mut journal = Journal::start(&path, []).unwrap();
+        journal
+            .append(&[record("20200601", "a", 1), record("20200601", "b", 2)])
+            .unwrap();
+        journal.append(&[record("20200601", "a", 3)]).unwrap();
+        // A crash in the middle of an append leaves a line cut short.
+        let whole = serde_json::to_string(&record("20200602", "a", 4)).unwrap();
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&whole.as_bytes()[..whole.len() / 2])
+            .unwrap();
+        let loaded = Journal::load(&path);
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[&("20200601".into(), "a".into())].rows, 3);
+        assert_eq!(loaded[&("20200601".into(), "b".into())].rows, 2);
+
+        // Started again with the records still wanted: only those, and appends load.
+        let kept = [loaded[&("20200601".into(), "b".into())].clone()];
+        let mut journal = Journal::start(&path, &kept).unwrap();
+        journal.append(&[record("20200602", "a", 5)]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let loaded = Journal::load(&path);
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[&("20200602".into(), "a".into())].rows, 5);
     }
 }

@@ -68,14 +68,15 @@ impl PartitionInfo {
     }
 }
 
-/// Extracts `backup` into the folder `dest` (replaced whole when the extract is complete).
+/// Extracts `backup` into a folder staged for `dest`; committing it (`StagedDir::commit`,
+/// which the caller may leave to another thread) replaces `dest` whole.
 pub fn extract(
     backup: &Backup,
     inputs: &ExtractInputs,
     config: &Config,
     dest: &Path,
     on_read: OnRead,
-) -> Result<PartitionInfo> {
+) -> Result<(PartitionInfo, StagedDir)> {
     let staged = StagedDir::new(dest)?;
     let info = extract_into(backup, inputs, config, staged.path(), on_read)
         .with_context(|| format!("backup {}", backup.path.display()))?;
@@ -90,8 +91,7 @@ pub fn extract(
             now.size
         );
     }
-    staged.commit()?;
-    Ok(info)
+    Ok((info, staged))
 }
 
 fn extract_into(
