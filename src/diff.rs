@@ -11,6 +11,7 @@ use polars::prelude::*;
 
 use crate::binary;
 use crate::dump::ColumnKind;
+use crate::file_read::{self, RowPredicate};
 use crate::layout::Layout;
 use crate::partition::fingerprint;
 
@@ -72,16 +73,19 @@ pub fn read_diff_input(
     layout: &Layout,
     bucket: Option<(usize, usize)>,
 ) -> Result<DataFrame> {
-    let filter = bucket.map(|(bucket, buckets)| {
+    let keep = bucket.map(|(bucket, buckets)| {
         let time_value = layout
             .names()
             .nth(layout.time_value)
             .expect("a time_value column");
         let k = lit(buckets as i64);
-        // Remainders of negative numbers are negative: shift them into 0..k.
-        ((col(time_value) % k.clone() + k.clone()) % k).eq(lit(bucket as i64))
+        RowPredicate {
+            // Remainders of negative numbers are negative: shift them into 0..k.
+            expr: ((col(time_value) % k.clone() + k.clone()) % k).eq(lit(bucket as i64)),
+            columns: vec![time_value.to_string()],
+        }
     });
-    read_partition_where(path, layout, filter, Reading::DiffInput)
+    read_partition_where(path, layout, keep, Reading::DiffInput)
 }
 
 /// What a partition is read for.
@@ -96,7 +100,7 @@ enum Reading {
 fn read_partition_where(
     path: Option<&Path>,
     layout: &Layout,
-    filter: Option<Expr>,
+    keep: Option<RowPredicate>,
     reading: Reading,
 ) -> Result<DataFrame> {
     let schema = Arc::new(schema(layout));
@@ -104,34 +108,24 @@ fn read_partition_where(
         return Ok(DataFrame::empty_with_schema(&schema));
     };
     let csv_schema = Arc::new(binary::csv_schema(&schema));
+    let mut columns: Vec<String> = layout.names().map(String::from).collect();
     let frame = if is_parquet(path) && reading == Reading::DiffInput {
-        let mut columns: Vec<Expr> = layout.names().map(col).collect();
-        columns.push(col(fingerprint::COLUMN));
-        scan_parquet_as_stored(path).map(|f| f.select(columns))
+        columns.push(fingerprint::COLUMN.to_string());
+        file_read::read_parquet(path, Some(&columns), keep.as_ref(), None)
     } else if is_parquet(path) {
-        let columns: Vec<Expr> = layout.names().map(col).collect();
-        scan_parquet(path, layout).map(|f| f.select(columns))
-    } else if filter.is_none() {
+        read_parquet_table(path, layout, Some(&columns), keep.as_ref())
+    } else if let Some(keep) = keep {
+        file_read::read_csv_where(path, csv_schema, &keep)
+    } else {
         // The eager reader: for a whole CSV file it is faster than a scan.
-        let frame = CsvReadOptions::default()
+        CsvReadOptions::default()
             .with_has_header(true)
             .with_schema(Some(csv_schema))
             .with_rechunk(true)
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(|reader| reader.finish());
-        frame.map(|frame| frame.lazy())
-    } else {
-        LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
-            .with_has_header(true)
-            .with_schema(Some(csv_schema))
-            .finish()
-    };
-    let frame = match filter {
-        Some(filter) => frame.map(|f| f.filter(filter)),
-        None => frame,
+            .and_then(|reader| reader.finish())
     };
     frame
-        .and_then(|f| f.collect())
         .map(|mut frame| {
             frame.rechunk_mut();
             frame
@@ -166,18 +160,18 @@ pub fn is_parquet(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "parquet")
 }
 
-/// Scans a Parquet file of `migrate`'s (a partition, issues or removals) with its text key
-/// columns as categoricals of the one global mapping, as the diff joins them.
-pub fn scan_parquet(path: &Path, layout: &Layout) -> PolarsResult<LazyFrame> {
-    scan_parquet_as_stored(path).map(|f| f.with_columns(keys_as_categorical(layout)))
-}
-
-/// Scans a Parquet file of `migrate`'s with its columns as the file types them.
-fn scan_parquet_as_stored(path: &Path) -> PolarsResult<LazyFrame> {
-    let mut args = ScanArgsParquet::default();
-    // A `date=` folder in the path is not a column: the file alone is complete.
-    args.hive_options.enabled = Some(false);
-    LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), args)
+/// Reads `columns` (None: all) of a Parquet file of `migrate`'s (a partition, issues or
+/// removals), the rows of `keep`, with its text key columns as categoricals of the one global mapping, as
+/// the diff joins them (cast row group by row group, so the file's text is never held whole).
+pub fn read_parquet_table(
+    path: &Path,
+    layout: &Layout,
+    columns: Option<&[String]>,
+    keep: Option<&RowPredicate>,
+) -> PolarsResult<DataFrame> {
+    let keys = keys_as_categorical(layout);
+    let as_table = |piece: DataFrame| piece.lazy().with_columns(keys.clone()).collect();
+    file_read::read_parquet(path, columns, keep, Some(&as_table))
 }
 
 /// The text key columns cast to categoricals of the one global mapping.

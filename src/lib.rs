@@ -16,6 +16,7 @@ pub mod emit;
 pub mod epiweek;
 pub mod events;
 pub mod exit_codes;
+pub mod file_read;
 pub mod forecast;
 pub mod history;
 pub mod interrupt;

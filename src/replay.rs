@@ -10,7 +10,7 @@ use polars::prelude::*;
 
 use crate::binary;
 use crate::diff::{
-    any_differs, is_parquet, key_exprs, scan_parquet, schema, sort_by_key, suffixed,
+    any_differs, is_parquet, key_exprs, read_parquet_table, schema, sort_by_key, suffixed,
 };
 use crate::dump::{ColumnKind, DumpReader, Event};
 use crate::layout::Layout;
@@ -38,17 +38,12 @@ fn read_csv(path: &Path, schema: Schema) -> Result<DataFrame> {
 }
 
 fn read_parquet(path: &Path, layout: &Layout) -> Result<DataFrame> {
-    read_parquet_where(path, layout, None)
+    read_parquet_where(path, layout, &RowFilter::default())
 }
 
-/// Reads a Parquet file, keeping the rows of `predicate` (pushed down to the scan).
-fn read_parquet_where(path: &Path, layout: &Layout, predicate: Option<Expr>) -> Result<DataFrame> {
-    scan_parquet(path, layout)
-        .map(|frame| match predicate {
-            Some(predicate) => frame.filter(predicate),
-            None => frame,
-        })
-        .and_then(|frame| frame.collect())
+/// Reads a Parquet file, keeping the rows `filter` accepts (row group by row group).
+fn read_parquet_where(path: &Path, layout: &Layout, filter: &RowFilter) -> Result<DataFrame> {
+    read_parquet_table(path, layout, None, filter.predicate().as_ref())
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot read {}", path.display()))
 }
@@ -77,7 +72,7 @@ pub fn read_issues_where(
         return read_csv(&csv, schema);
     }
     let frame = if is_parquet(path) {
-        read_parquet_where(path, layout, filter.expr())?
+        read_parquet_where(path, layout, filter)?
     } else {
         read_csv(path, schema)?
     };

@@ -6,6 +6,7 @@ use anyhow::{anyhow, Result};
 use polars::prelude::{col, lit, DataType, Expr};
 
 use crate::dump::{FieldKind, Row};
+use crate::file_read::RowPredicate;
 
 /// Conditions that must all hold; no conditions: every row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,6 +59,14 @@ impl RowFilter {
     /// The columns the conditions read.
     pub fn columns(&self) -> impl Iterator<Item = &str> {
         self.conditions.iter().map(Condition::column)
+    }
+
+    /// The conditions as a predicate for reading a file, with the columns they read.
+    pub fn predicate(&self) -> Option<RowPredicate> {
+        let mut columns: Vec<String> = self.columns().map(String::from).collect();
+        columns.sort();
+        columns.dedup();
+        self.expr().map(|expr| RowPredicate { expr, columns })
     }
 
     /// The conditions as a polars predicate (text compared as strings, so categorical

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::diff::{is_parquet, sort_by_key, DiffResult, ADDED, PREVIOUS_VALUE, VALUE};
+use crate::file_read::{read_parquet, RowPredicate};
 use crate::layout::Layout;
 use crate::partition::parquet::stored_schema;
 use crate::state::{DiffInputs, ExtractInputs};
@@ -204,26 +205,28 @@ impl SparkResult {
             .names()
             .nth(layout.partition)
             .expect("a partition column");
+        // The files of a date hold several sources, each in row groups of its own: a row
+        // group of another source costs only the read of its partition column.
+        let keep = RowPredicate {
+            expr: col(partition).cast(DataType::String).eq(lit(source)),
+            columns: vec![partition.to_string()],
+        };
+        let names: Vec<String> = schema.iter_names().map(|name| name.to_string()).collect();
         let columns: Vec<Expr> = schema
             .iter()
             .map(|(name, dtype)| col(name.clone()).strict_cast(dtype.clone()))
             .collect();
-        let scans = files
+        let typed = |piece: DataFrame| piece.lazy().select(columns.clone()).collect();
+        let frames = files
             .iter()
             .map(|file| {
-                let mut args = ScanArgsParquet::default();
-                args.hive_options.enabled = Some(false);
-                args.glob = false;
-                let source_path = PlRefPath::new(file.to_string_lossy().as_ref());
-                LazyFrame::scan_parquet(source_path, args).map(|f| {
-                    // The files of a date hold several sources, each in row groups of its
-                    // own: the filter skips the others by their statistics.
-                    f.filter(col(partition).cast(DataType::String).eq(lit(source)))
-                        .select(columns.clone())
-                })
+                read_parquet(file, Some(&names), Some(&keep), Some(&typed))
+                    .map(DataFrame::lazy)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("cannot read {}", file.display()))
             })
-            .collect::<PolarsResult<Vec<_>>>()?;
-        let frame = sort_by_key(concat(scans, UnionArgs::default())?, layout).collect();
+            .collect::<Result<Vec<_>>>()?;
+        let frame = sort_by_key(concat(frames, UnionArgs::default())?, layout).collect();
         let mut frame = (frame.map_err(anyhow::Error::from))
             .with_context(|| format!("cannot read the Spark result in {}", dir.display()))?;
         frame.rechunk_mut();
