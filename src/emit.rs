@@ -742,7 +742,10 @@ fn decimal_digits(text: &[u8]) -> (bool, Digits, i32) {
         }
         None => (text, 0),
     };
-    let point = mantissa.iter().position(|&b| b == b'.').unwrap_or(mantissa.len());
+    let point = mantissa
+        .iter()
+        .position(|&b| b == b'.')
+        .unwrap_or(mantissa.len());
     let mut digits = Digits {
         bytes: [0; 24],
         len: 0,
