@@ -836,14 +836,8 @@ mod tests {
 
     #[test]
     fn floats_are_spelled_as_with_the_standard_librarys_digits() {
-        let mut bits: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut values: Vec<f64> = Vec::new();
-        for _ in 0..1_000_000 {
-            bits ^= bits << 13;
-            bits ^= bits >> 7;
-            bits ^= bits << 17;
-            values.push(f64::from_bits(bits));
-        }
+        let mut values: Vec<f64> =
+            crate::test_doubles::doubles(0x2545_f491_4f6c_dd1d, 1_000_000).collect();
         // Values as data holds them: short decimals, whole numbers, powers of ten.
         let mut ties = 0;
         for i in -2000..2000 {
@@ -880,12 +874,7 @@ mod tests {
     #[test]
     fn plain_floats_are_what_the_standard_library_prints() {
         // Doubles of every magnitude from a fixed pseudo-random walk over their bits.
-        let mut bits: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..200_000 {
-            bits ^= bits << 13;
-            bits ^= bits >> 7;
-            bits ^= bits << 17;
-            let v = f64::from_bits(bits);
+        for v in crate::test_doubles::doubles(0x9e37_79b9_7f4a_7c15, 200_000) {
             if !v.is_finite() {
                 continue;
             }

@@ -39,5 +39,7 @@ pub mod spark;
 pub mod sql_size;
 pub mod state;
 pub mod target;
+#[cfg(test)]
+mod test_doubles;
 pub mod text_table;
 pub mod verify;

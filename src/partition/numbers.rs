@@ -139,12 +139,7 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         // Shortest spellings of many doubles, as a dump writes them, and some longer ones.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let value = f64::from_bits(x);
+        for value in crate::test_doubles::doubles(0x9E37_79B9_7F4A_7C15, 20_000) {
             if value.is_finite() {
                 cases.push(format!("{value}"));
                 cases.push(format!("{value:e}"));
