@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::root;
+use common::gen_backups;
 use std::collections::HashMap;
 
 /// The key columns of a covidcast row line `(id,'source','signal','day','county',tv,'geo',...`
@@ -19,14 +19,10 @@ fn key_of(line: &str) -> String {
 #[test]
 fn a_long_generated_series_has_no_key_twice_in_a_backup() {
     let backups = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(root().join("scripts/gen-backups"))
-        .args(["--rows", "20000", "--days", "25", "--plain", "--jobs", "2"])
-        .arg("--out")
-        .arg(backups.path())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    gen_backups(
+        backups.path(),
+        &["--rows", "20000", "--days", "25", "--plain", "--jobs", "2"],
+    );
     let mut files: Vec<_> = std::fs::read_dir(backups.path())
         .unwrap()
         .map(|e| e.unwrap().path())

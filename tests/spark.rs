@@ -100,13 +100,7 @@ fn prepare() -> Prepared {
 
     // The generated series, its work folder elsewhere (shared storage).
     let backups = at("series/backups");
-    let generated = Command::new(root().join("scripts/gen-backups"))
-        .arg("--out")
-        .arg(&backups)
-        .args(SERIES)
-        .output()
-        .unwrap();
-    assert!(generated.status.success(), "{generated:?}");
+    gen_backups(&backups, &SERIES);
     run_quietly(&backups, &at("series/local"), &SERIES_FLAGS);
     extract_on_two_machines(
         &backups,

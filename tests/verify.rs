@@ -150,8 +150,9 @@ fn a_row_moved_to_a_later_backup_is_found() {
 #[test]
 fn a_generated_series_verifies() {
     let backups = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(root().join("scripts/gen-backups"))
-        .args([
+    gen_backups(
+        backups.path(),
+        &[
             "--rows",
             "3000",
             "--days",
@@ -160,13 +161,8 @@ fn a_generated_series_verifies() {
             "2",
             "--jobs",
             "1",
-        ])
-        .arg("--out")
-        .arg(backups.path())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+        ],
+    );
     let out = tempfile::tempdir().unwrap();
     migrate()
         .arg("--backups")

@@ -17,6 +17,19 @@ pub fn expected(name: &str) -> PathBuf {
     root().join("fixtures/expected").join(name)
 }
 
+/// Runs `scripts/gen-backups --out DIR` with `args`: a generated series in `out`.
+#[allow(dead_code)]
+pub fn gen_backups(out: &Path, args: &[&str]) {
+    let status = std::process::Command::new(root().join("scripts/gen-backups"))
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/gen-backups {args:?} failed");
+}
+
 pub fn migrate() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("migrate").expect("the migrate binary is built")
 }
