@@ -15,6 +15,9 @@ use crate::file_read::{self, RowPredicate};
 use crate::layout::Layout;
 use crate::partition::fingerprint;
 
+mod pairs;
+use self::pairs::{pair_by_fingerprint, Pairs};
+
 const OLD_SUFFIX: &str = "__old";
 pub const ADDED: &str = "__added";
 /// The column whose revisions the back-fill summary measures.
@@ -297,10 +300,10 @@ pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<D
     diff_on_keys(old.map(on_keys).transpose()?, on_keys(new)?, layout)
 }
 
-/// The diff joined on the key fingerprints: one integer column instead of the key's
-/// columns. None when two distinct keys share a fingerprint (the join finds a fingerprint
-/// twice on one side, or pairs rows whose keys differ), or when a key is duplicated: the
-/// join on the key columns then gives the answer, or names the duplicate.
+/// The diff on the key fingerprints: rows are paired by one integer instead of joined on
+/// the key's columns (`pairs.rs`). None when two distinct keys share a fingerprint (it
+/// occurs twice on one side, or it pairs rows whose keys differ), or when a key is
+/// duplicated: the join on the key columns then gives the answer, or names the duplicate.
 fn diff_on_fingerprints(
     old: Option<&DataFrame>,
     new: &DataFrame,
@@ -326,71 +329,89 @@ fn diff_on_fingerprints(
             rows,
         }));
     };
-    let keys = layout.key_names();
-    let compared = layout.compared_names();
-    let names: Vec<&str> = layout.names().collect();
-    let on = [col(fingerprint::COLUMN)];
-    let mut old_side: Vec<Expr> = on.to_vec();
-    old_side.extend(suffixed(&names, OLD_SUFFIX));
-    old_side.push(lit(true).alias(IN_OLD));
-    let mut new_side = stored.clone();
-    new_side.extend(on.iter().cloned());
-    new_side.push(lit(true).alias(IN_NEW));
-    let mut args = JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns);
-    args.validation = JoinValidation::OneToOne;
-    let joined = new.clone().lazy().select(new_side).join(
-        old.clone().lazy().select(old_side),
-        on.to_vec(),
-        on.to_vec(),
-        args,
-    );
-    let Ok(joined) = joined.collect() else {
+    let Some(pairs) = pair_by_fingerprint(&fingerprints(old)?, &fingerprints(new)?) else {
         return Ok(None);
     };
-    let in_new = col(IN_NEW).is_not_null();
-    let in_old = col(IN_OLD).is_not_null();
-    let collided = joined
-        .clone()
-        .lazy()
-        .filter(
-            in_new
-                .clone()
-                .and(in_old)
-                .and(any_differs(&keys, OLD_SUFFIX)),
-        )
-        .select([len()])
-        .collect()?;
-    if collided.column("len")?.u32()?.get(0) != Some(0) {
+    let keys = layout.key_names();
+    let compared = layout.compared_names();
+    if differs(new, old, &keys, &pairs)?.any() {
         return Ok(None);
     }
-    let is_added = col(IN_OLD).is_null();
-    let mut selected = stored;
-    selected.push(is_added.clone().alias(ADDED));
+    let changed = differs(new, old, &compared, &pairs)?;
+    let (changed_new, changed_old): (Vec<IdxSize>, Vec<IdxSize>) = (changed.iter())
+        .zip(pairs.matched_new.iter().zip(&pairs.matched_old))
+        .filter(|(changed, _)| *changed == Some(true))
+        .map(|(_, (&new_row, &old_row))| (new_row, old_row))
+        .unzip();
+    // Issue rows: the added ones, then the changed ones (sorted by key below).
+    let added = pairs.added.len();
+    let names: Vec<&str> = layout.names().collect();
+    let issue_rows = [pairs.added.as_slice(), &changed_new].concat();
+    let mut issues = gather(new, &names, &issue_rows)?;
+    let is_added = BooleanChunked::from_iter_values(
+        ADDED.into(),
+        (0..issue_rows.len()).map(|row| row < added),
+    );
+    issues.with_column(is_added.into_column())?;
     if compared.contains(&VALUE) {
-        selected.push(col(PREVIOUS_VALUE));
+        let earlier_rows = IdxCa::from_iter_options(
+            PREVIOUS_VALUE.into(),
+            std::iter::repeat_n(None, added).chain(changed_old.iter().map(|&row| Some(row))),
+        );
+        let previous = old.column(VALUE)?.take(&earlier_rows)?;
+        issues.with_column(previous.with_name(PREVIOUS_VALUE.into()))?;
     }
-    let differs = any_differs(&compared, OLD_SUFFIX);
-    let issues = sort_by_key(
-        (joined.clone().lazy()).filter(in_new.clone().and(is_added.or(differs))),
-        layout,
-    )
-    .select(selected)
-    .collect()?;
-    let added = issues.column(ADDED)?.bool()?.sum().unwrap_or(0) as usize;
-    let last_values: Vec<Expr> = (names.iter())
-        .map(|c| col(format!("{c}{OLD_SUFFIX}")).alias(*c))
-        .collect();
-    let removed = (joined.lazy().filter(in_new.not()))
-        .select(last_values)
-        .collect()?;
+    let issues = sort_by_key(issues.lazy(), layout).collect()?;
+    let removed = gather(old, &names, &pairs.removed)?;
     let removed = sort_by_key(removed.lazy(), layout).collect()?;
     Ok(Some(DiffResult {
-        changed: issues.height() - added,
+        changed: changed_new.len(),
         added,
         issues: text_as_strings(issues)?,
         removed: text_as_strings(removed)?,
         rows,
     }))
+}
+
+/// A partition's key fingerprints.
+fn fingerprints(frame: &DataFrame) -> Result<Vec<u64>> {
+    let column = frame.column(fingerprint::COLUMN)?.u64()?;
+    if column.null_count() > 0 {
+        bail!("a partition has a row without its key fingerprint: extract it again");
+    }
+    Ok(column.into_no_null_iter().collect())
+}
+
+/// For each pair of rows, whether they differ in any of `columns`, with NULL = NULL and
+/// NaN = NaN as in `any_differs`; a column at a time, so that only one column of the pairs
+/// is held.
+fn differs(
+    new: &DataFrame,
+    old: &DataFrame,
+    columns: &[&str],
+    pairs: &Pairs,
+) -> Result<BooleanChunked> {
+    let new_rows = IdxCa::from_slice(PlSmallStr::EMPTY, &pairs.matched_new);
+    let old_rows = IdxCa::from_slice(PlSmallStr::EMPTY, &pairs.matched_old);
+    let mut any = BooleanChunked::full(PlSmallStr::EMPTY, false, new_rows.len());
+    for name in columns {
+        let newer = new.column(name)?.take(&new_rows)?;
+        let older = old.column(name)?.take(&old_rows)?;
+        let same =
+            (newer.as_materialized_series()).equal_missing(older.as_materialized_series())?;
+        any = &any | &!same;
+    }
+    Ok(any)
+}
+
+/// `columns` of `frame` at `rows`; column by column on this thread, as the units running
+/// side by side keep the cores busy.
+fn gather(frame: &DataFrame, columns: &[&str], rows: &[IdxSize]) -> Result<DataFrame> {
+    let rows = IdxCa::from_slice(PlSmallStr::EMPTY, rows);
+    let gathered = (columns.iter())
+        .map(|name| Ok(frame.column(name)?.take(&rows)?))
+        .collect::<Result<Vec<Column>>>()?;
+    Ok(DataFrame::new(rows.len(), gathered)?)
 }
 
 /// The diff joined on the key columns (text keys as categoricals).
