@@ -1,5 +1,5 @@
-//! Opening a backup for reading: gzip (any number of members) or plain SQL, decompressed on
-//! a thread of its own so decoding and row parsing overlap.
+//! Opening a backup for reading: gzip (any number of members) or plain SQL; a large one is
+//! decompressed on a thread of its own so that decoding and row parsing overlap.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -17,8 +17,18 @@ const CHUNKS_AHEAD: usize = 4;
 /// Called with the number of bytes of the file read so far, as they are read.
 pub type OnRead = Box<dyn FnMut(u64) + Send>;
 
+/// Files smaller than this are decompressed on the thread that parses them. A thread of
+/// their own overlaps little when many backups are read side by side (as they are when
+/// there are many small ones), and costs its start, a handoff per MiB and its buffers.
+const READ_AHEAD_FROM: u64 = 16 << 20;
+
 /// Opens `path`, decompressing when its name ends in `.gz`.
-pub fn open_backup(path: &Path, on_read: OnRead) -> Result<ReadAhead> {
+pub fn open_backup(path: &Path, on_read: OnRead) -> Result<Box<dyn Read + Send>> {
+    let size = std::fs::metadata(path).map_or(u64::MAX, |m| m.len());
+    open_with(path, on_read, size >= READ_AHEAD_FROM)
+}
+
+fn open_with(path: &Path, on_read: OnRead, read_ahead: bool) -> Result<Box<dyn Read + Send>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let file = Counting {
         inner: file,
@@ -30,7 +40,10 @@ pub fn open_backup(path: &Path, on_read: OnRead) -> Result<ReadAhead> {
     } else {
         Box::new(file)
     };
-    Ok(ReadAhead::spawn(reader))
+    Ok(match read_ahead {
+        true => Box::new(ReadAhead::spawn(reader)),
+        false => reader,
+    })
 }
 
 /// Reports how much of the file was read, for progress in bytes of the backup on disk.
@@ -160,16 +173,21 @@ mod tests {
         encoder.finish().unwrap()
     }
 
-    fn read_all(path: &Path) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        open_backup(path, Box::new(|_| {}))
-            .unwrap()
-            .read_to_end(&mut out)?;
-        Ok(out)
-    }
-
     #[test]
     fn plain_multi_member_and_damaged_gzip() {
+        for read_ahead in [false, true] {
+            read_with(read_ahead);
+        }
+    }
+
+    fn read_with(read_ahead: bool) {
+        let read_all = |path: &Path| -> io::Result<Vec<u8>> {
+            let mut out = Vec::new();
+            open_with(path, Box::new(|_| {}), read_ahead)
+                .unwrap()
+                .read_to_end(&mut out)?;
+            Ok(out)
+        };
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..6_000_000u32).map(|i| (i % 251) as u8).collect();
         let plain = dir.path().join("a.sql");
@@ -186,7 +204,7 @@ mod tests {
         for cut in [whole.len() / 2, whole.len() - 4] {
             let truncated = dir.path().join("c.sql.gz");
             std::fs::write(&truncated, &whole[..cut]).unwrap();
-            assert!(read_all(&truncated).is_err(), "cut at {cut}");
+            assert!(read_all(&truncated).is_err(), "cut at {cut}, {read_ahead}");
         }
     }
 }
