@@ -555,7 +555,12 @@ pub fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
 }
 
 /// Casts categorical columns to strings, for the writers downstream.
-pub fn text_as_strings(frame: DataFrame) -> Result<DataFrame> {
+pub fn text_as_strings(mut frame: DataFrame) -> Result<DataFrame> {
+    if !frame.columns().iter().any(|c| c.dtype().is_categorical()) {
+        // Nothing to cast (a Parquet partition's text is read as strings): no query to plan.
+        frame.rechunk_mut();
+        return Ok(frame);
+    }
     let casts: Vec<Expr> = frame
         .columns()
         .iter()
