@@ -15,8 +15,9 @@ use crate::config::Config;
 /// Parquet file's size depends on how well its data compresses. Measured with
 /// `scripts/bench` (see the README's "Memory and concurrency").
 pub const DIFF_BASE_BYTES: u64 = 75 << 20;
-/// 400: measured 393 reading Parquet partitions (their key text stays strings for the
-/// fingerprint join), 281 reading CSV.
+/// 400: measured 273 reading Parquet partitions and 272 reading CSV (393 and 281 before
+/// the diff paired rows instead of joining them); kept above, for rows wider than the
+/// benchmark's.
 pub const DIFF_BYTES_PER_ROW: f64 = 400.0;
 /// Smallest budget a unit is given, whatever `--memory-limit` says: below it even tiny
 /// units would be split without end.
