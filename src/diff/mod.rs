@@ -1,7 +1,8 @@
-//! Stage 3, diff: for one source and two backups in a row, polars joins the two partitions
-//! on the key and keeps the rows of the newer one that are new or whose compared columns
-//! differ, with NULL = NULL and NaN = NaN (`eq_missing`); keys only in the older one are
-//! removals. This is the only module that speaks polars.
+//! Stage 3, diff: for one source and two backups in a row, the rows of the two partitions
+//! are paired by key (by key fingerprint, `pairs.rs`; a polars join on the key columns when
+//! fingerprints cannot settle it), and the rows of the newer one that are new or whose
+//! compared columns differ are kept, with NULL = NULL and NaN = NaN (`eq_missing`); keys
+//! only in the older one are removals.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -274,11 +275,12 @@ impl Drop for RestorePool {
 
 /// Diffs the partition `new` against `old` (None: the first backup, every row is new).
 ///
-/// One full outer join does the whole diff: rows only in `new` are added, rows on both sides
-/// whose compared columns differ are changed, rows only in `old` are removals. The join
-/// validates that the key is unique on both sides as it builds its hash table, which costs
-/// far less than a separate group-by; only when it fails is the slow check run, to name
-/// the duplicated key.
+/// Rows only in `new` are added, rows on both sides whose compared columns differ are
+/// changed, rows only in `old` are removals. Partitions with key fingerprints are paired on
+/// them; otherwise (CSV partitions, or fingerprints that cannot settle it) one full outer
+/// join on the key columns does the whole diff, validating that the key is unique on both
+/// sides as it builds its hash table, which costs far less than a separate group-by; only
+/// when that fails is the slow check run, to name the duplicated key.
 pub fn diff(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Result<DiffResult> {
     let fingerprinted = |f: &DataFrame| f.schema().contains(fingerprint::COLUMN);
     if fingerprinted(&new) && old.as_ref().is_none_or(fingerprinted) {
@@ -660,7 +662,7 @@ mod tests {
             ("d", Some(f64::NAN), 4),
         ]);
         let fast = diff_on_fingerprints(Some(&old), &new, &layout()).unwrap();
-        let fast = fast.expect("no collision: the fingerprint join answers");
+        let fast = fast.expect("no collision: the fingerprints answer");
         let slow = diff(
             Some(without_fingerprints(&old)),
             without_fingerprints(&new),
