@@ -4,6 +4,7 @@
 //! compared columns differ are kept, with NULL = NULL and NaN = NaN (`eq_missing`); keys
 //! only in the older one are removals.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -375,13 +376,17 @@ fn diff_on_fingerprints(
     }))
 }
 
-/// A partition's key fingerprints.
-fn fingerprints(frame: &DataFrame) -> Result<Vec<u64>> {
+/// A partition's key fingerprints: the column's own values when they are in one piece
+/// (partitions are rechunked as they are read), a copy otherwise.
+fn fingerprints(frame: &DataFrame) -> Result<Cow<'_, [u64]>> {
     let column = frame.column(fingerprint::COLUMN)?.u64()?;
     if column.null_count() > 0 {
         bail!("a partition has a row without its key fingerprint: extract it again");
     }
-    Ok(column.into_no_null_iter().collect())
+    Ok(match column.cont_slice() {
+        Ok(values) => Cow::Borrowed(values),
+        Err(_) => Cow::Owned(column.into_no_null_iter().collect()),
+    })
 }
 
 /// For each pair of rows, whether they differ in any of `columns`, with NULL = NULL and
