@@ -1,45 +1,26 @@
-//! `migrate` rebuilds the revision history ("issues") of a table from its daily SQL backups:
-//! discover → extract → diff → emit. `pipeline::run` does it all from a `Config`.
+//! `migrate` rebuilds the revision history ("issues") of a table from its daily SQL backups.
+//!
+//! The crate reads from the bottom up, and imports only point down:
+//!
+//! - [`values`]: dates, epiweeks, `issue` and `lag`, binary values, byte sizes;
+//! - [`dump`]: the SQL dump reader (statements, `CREATE TABLE`, rows), self-contained;
+//! - [`config`]: a run's settings, the columns' roles ([`config::layout`]) and the target
+//!   table ([`config::target`]);
+//! - [`workdir`]: atomic writes, the work folder's lock, the records of finished units;
+//! - [`stages`]: discover → extract → diff → emit, each reading what the one before wrote;
+//! - [`run`]: the conductor, which plans and schedules the stages' units ([`run::run`]);
+//! - [`inspect`]: commands that only read: verify, asof, history, plot, the dry run;
+//! - [`cli`]: the command line, validated once into a [`config::Config`];
+//! - [`exit_codes`]: the exit statuses the binary promises.
+//!
+//! `ARCHITECTURE.md` at the repository's root is the map in prose.
 
-pub mod asof;
-pub mod atomic;
-pub mod backfill;
-pub mod binary;
 pub mod cli;
 pub mod config;
-pub mod dates;
-pub mod diff;
-pub mod discover;
-pub mod dry_run;
 pub mod dump;
-pub mod emit;
-pub mod epiweek;
-pub mod events;
 pub mod exit_codes;
-pub mod file_read;
-pub mod forecast;
-pub mod history;
-pub mod interrupt;
-pub mod lag;
-pub mod lag_view;
-pub mod layout;
-pub mod lock;
-pub mod logging;
-pub mod partition;
-pub mod pipeline;
-pub mod plan;
-pub mod plot;
-pub mod progress;
-pub mod replay;
-pub mod row_filter;
-pub mod sample;
-pub mod schedule;
-pub mod source;
-pub mod spark;
-pub mod sql_size;
-pub mod state;
-pub mod target;
-#[cfg(test)]
-mod test_doubles;
-pub mod text_table;
-pub mod verify;
+pub mod inspect;
+pub mod run;
+pub mod stages;
+pub mod values;
+pub mod workdir;

@@ -1,18 +1,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use migrate::asof::asof;
 use migrate::cli::{Action, Cli, HistoryArgs, HistoryFormat, LogFormat, RunArgs};
+use migrate::config::Stages;
 use migrate::config::{Config, OutputFormat};
-use migrate::emit::write_rows;
 use migrate::exit_codes::{ExitStatus, UsageError};
-use migrate::history::{history, HistoryRequest};
-use migrate::lock::Busy;
-use migrate::pipeline::{run, RunSummary, Stages};
-use migrate::plot::{plot, PlotRequest};
-use migrate::text_table::write_text_table;
-use migrate::verify::verify;
-use migrate::{dry_run, interrupt, logging};
+use migrate::inspect::asof::asof;
+use migrate::inspect::history::{history, HistoryRequest};
+use migrate::inspect::plot::{plot, PlotRequest};
+use migrate::inspect::text_table::write_text_table;
+use migrate::inspect::verify::verify;
+use migrate::run::{run, RunSummary};
+use migrate::stages::emit::write_rows;
+use migrate::workdir::lock::Busy;
+use migrate::{cli::logging, inspect::dry_run, workdir::interrupt};
 
 fn main() -> ExitCode {
     // A file size limit (ulimit -f) must fail the write with an error we can report, rather

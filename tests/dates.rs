@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use migrate::lock::lock_dates;
+use migrate::workdir::lock::lock_dates;
 
 fn migrate_in(work: &Path, args: &[&str]) -> std::process::Output {
     migrate()

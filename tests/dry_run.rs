@@ -9,8 +9,8 @@ use std::path::Path;
 
 use common::*;
 use migrate::config::Config;
-use migrate::discover::discover;
-use migrate::sample::{measure, Limits};
+use migrate::inspect::dry_run::sample::{measure, Limits};
+use migrate::stages::discover::discover;
 
 fn decompressed(path: &Path) -> Vec<u8> {
     let mut sql = Vec::new();

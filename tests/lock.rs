@@ -177,9 +177,9 @@ fn a_backup_that_grows_while_it_is_extracted_fails_its_unit() {
     std::fs::write(&backup, sql).unwrap();
     std::fs::remove_file(&gzipped).unwrap();
     let config = migrate::config::Config::new(data.path().to_path_buf(), data.path().join("out"));
-    let discovery = migrate::discover::discover(&config.backups, &config.pattern).unwrap();
+    let discovery = migrate::stages::discover::discover(&config.backups, &config.pattern).unwrap();
     let found = &discovery.backups[0];
-    let inputs = migrate::state::ExtractInputs::of(found, &config).unwrap();
+    let inputs = migrate::workdir::state::ExtractInputs::of(found, &config).unwrap();
     let dest = data.path().join("partitions");
     // As the copy of a backup still being written: it grows while it is read.
     let grown = std::sync::atomic::AtomicBool::new(false);
@@ -192,7 +192,7 @@ fn a_backup_that_grows_while_it_is_extracted_fails_its_unit() {
             std::io::Write::write_all(&mut file, b"\n-- more rows to come\n").unwrap();
         }
     });
-    let error = migrate::partition::extract(found, &inputs, &config, &dest, on_read)
+    let error = migrate::stages::extract::extract(found, &inputs, &config, &dest, on_read)
         .unwrap_err()
         .to_string();
     assert!(error.contains("changed while it was read"), "{error}");

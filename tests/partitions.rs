@@ -84,7 +84,7 @@ fn parquet_as_table(path: &Path) -> Table {
                     AnyValue::String(s) => Some(s.to_string()),
                     AnyValue::StringOwned(s) => Some(s.to_string()),
                     AnyValue::Int64(v) => Some(v.to_string()),
-                    AnyValue::Float64(v) => Some(migrate::emit::format_float(v)),
+                    AnyValue::Float64(v) => Some(migrate::stages::emit::format_float(v)),
                     other => panic!("{}: unexpected {other:?}", path.display()),
                 })
                 .collect()

@@ -69,7 +69,7 @@ fn emitted_sql_loads_into_mariadb_and_equals_the_expected_issues() {
     );
 }
 
-/// The as-of query of the README, for the backup date `@d`. Daily rows are exact at every
+/// The as-of query of the guide (docs/inspecting.md), for the backup date `@d`. Daily rows are exact at every
 /// backup date; weekly rows at the last backup of each epiweek (their `issue` is an epiweek,
 /// so backups within one epiweek cannot be told apart in SQL).
 const ASOF_QUERY: &str = "
@@ -91,11 +91,11 @@ WHERE NOT EXISTS (
 
 #[test]
 fn the_readme_asof_query_returns_each_backup() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let guide = std::fs::read_to_string(root().join("docs/inspecting.md")).unwrap();
     let normalize = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        normalize(&readme).contains(&normalize(ASOF_QUERY)),
-        "the README must document the as-of query this test runs"
+        normalize(&guide).contains(&normalize(ASOF_QUERY)),
+        "the guide must document the as-of query this test runs"
     );
     let out = tempfile::tempdir().unwrap();
     migrate_fixtures(out.path(), &["--format", "sql"]);
@@ -119,7 +119,7 @@ fn the_readme_asof_query_returns_each_backup() {
         .collect();
     let epiweek = |date: &str| {
         let d = chrono::NaiveDate::parse_from_str(date, "%Y%m%d").unwrap();
-        migrate::epiweek::Epiweek::containing(d)
+        migrate::values::epiweek::Epiweek::containing(d)
     };
     let columns = COLUMNS.replace(", `issue`, `lag`", "");
     let on: Vec<String> = columns

@@ -13,13 +13,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
+use migrate::config::layout::Layout;
 use migrate::config::Config;
-use migrate::diff::{diff, read_partition, DiffResult};
 use migrate::dump::parse_create_table;
-use migrate::layout::Layout;
-use migrate::partition::{PartitionEntry, PartitionInfo};
-use migrate::spark::SparkResult;
-use migrate::state::ExtractInputs;
+use migrate::stages::diff::spark::SparkResult;
+use migrate::stages::diff::{diff, read_partition, DiffResult};
+use migrate::stages::extract::{PartitionEntry, PartitionInfo};
+use migrate::workdir::state::ExtractInputs;
 use polars::prelude::*;
 
 /// Options of the generated series: a gap on day 3, the last of 3 sources appearing on
@@ -451,7 +451,7 @@ fn nan_null_and_zero_compare_as_the_local_diff_compares_them() {
     assert_eq!(status(&p.path("edge/result")), "ok");
     let mut config = Config::new(".".into(), ".".into());
     config.ignore_columns = vec!["value_updated_timestamp".into()];
-    let layout = Layout::new(&edge_table(), &config).unwrap();
+    let layout = Layout::new(&edge_table(), config.roles()).unwrap();
     let spark = SparkResult::open(&p.path("edge/result"), &config).unwrap();
     let partition = |date: &str| p.path(&format!("edge/partitions/date={date}/alpha.parquet"));
     let old = read_partition(Some(&partition("20200601")), &layout).unwrap();

@@ -1,0 +1,234 @@
+//! `migrate history`: how some numbers were revised. Every issue of the chosen points of one
+//! signal, from the output alone, in order: the point's key, `issue`, `lag`, the compared
+//! columns, and what changed since the point's previous issue. Removals are listed too, as
+//! they end a point's run of issues.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Result};
+use polars::prelude::*;
+
+use crate::config::layout::Layout;
+use crate::inspect::events::{read_events, REMOVED};
+use crate::inspect::output::Output;
+use crate::inspect::row_filter::RowFilter;
+use crate::stages::diff::{sort_by_key, text_as_strings};
+use crate::stages::extract::file_stem;
+use crate::values::epiweek::{date_from_yyyymmdd, yyyymmdd, Epiweek};
+
+/// The points to list.
+pub struct HistoryRequest {
+    pub out: PathBuf,
+    pub source: String,
+    pub signal: String,
+    /// Geo values; empty: all.
+    pub geo_values: Vec<String>,
+    /// An inclusive range of `time_value`, as stored (YYYYMMDD or YYYYWW); None: all.
+    pub time_values: Option<(i64, i64)>,
+}
+
+/// What changed since the previous issue: `new`, `removed`, `re-added`, or the names of the
+/// compared columns that differ, separated by `;`.
+pub const CHANGED: &str = "changed";
+/// `value` minus its value in the previous issue (NULL when either is NULL).
+pub const VALUE_CHANGE: &str = "value_change";
+
+/// The history: the key columns but the source and signal, `issue`, `lag`, the compared
+/// columns, `CHANGED` and (for a table with a compared `value`) `VALUE_CHANGE`; sorted by
+/// point, then backup. Text columns are strings.
+pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
+    let output = Output::open(&request.out)?;
+    let layout = &output.layout;
+    let key = layout.key_names();
+    for needed in ["signal", "geo_value"] {
+        if !key.contains(&needed) {
+            bail!("history needs a `{needed}` column in the key");
+        }
+    }
+    let time_value = key_name(layout, layout.time_value);
+    let mut filter = RowFilter::default()
+        .one_of("signal", std::slice::from_ref(&request.signal))
+        .one_of("geo_value", &request.geo_values);
+    if let Some((low, high)) = request.time_values {
+        filter = filter.between(time_value, low, high);
+    }
+    let stem = file_stem(&request.source);
+    let dates = dates_to_read(&output, &request.source, request.time_values)?;
+    let scratch = output.scratch()?;
+    let events = read_events(&output, &stem, &dates, &filter, scratch.path())?;
+    if events.height() == 0 {
+        bail!(
+            "no issues of source {}, signal {}{}{} in the output",
+            request.source,
+            request.signal,
+            match request.geo_values.is_empty() {
+                true => String::new(),
+                false => format!(", geo {}", request.geo_values.join(",")),
+            },
+            match request.time_values {
+                Some((low, high)) if low == high => format!(", time_value {low}"),
+                Some((low, high)) => format!(", time_value {low}..{high}"),
+                None => String::new(),
+            }
+        );
+    }
+    // Stable: the events of one point stay in backup order.
+    let events = text_as_strings(sort_by_key(events.lazy(), layout).collect()?)?;
+    with_changes(events, layout)
+}
+
+fn key_name(layout: &Layout, index: usize) -> &str {
+    layout.columns[index].name.as_str()
+}
+
+/// The key columns that tell the listed points apart: all but the source and the signal.
+fn point_columns(layout: &Layout) -> Vec<&str> {
+    let source = key_name(layout, layout.partition);
+    (layout.key_names().into_iter())
+        .filter(|k| *k != source && *k != "signal")
+        .collect()
+}
+
+/// Adds `CHANGED` and `VALUE_CHANGE` to events sorted by point and backup, and keeps the
+/// columns a history shows.
+fn with_changes(events: DataFrame, layout: &Layout) -> Result<DataFrame> {
+    let points = point_columns(layout);
+    let compared = layout.compared_names();
+    let removed = events.column(REMOVED)?.bool()?;
+    let point_of = |row: usize| -> Result<Vec<AnyValue<'_>>> {
+        (points.iter())
+            .map(|p| Ok(events.column(p)?.get(row)?))
+            .collect()
+    };
+    let compared_columns: Vec<&Column> = (compared.iter())
+        .map(|c| events.column(c))
+        .collect::<PolarsResult<_>>()?;
+    let value = compared
+        .contains(&"value")
+        .then(|| events.column("value").and_then(|c| c.f64().cloned()))
+        .transpose()
+        .map_err(|_| anyhow!("the `value` column is not a double"))?;
+    let mut changed: Vec<String> = Vec::with_capacity(events.height());
+    let mut value_change: Vec<Option<f64>> = Vec::with_capacity(events.height());
+    let mut previous_point = None;
+    for row in 0..events.height() {
+        let point = point_of(row)?;
+        let is_removal = removed.get(row).unwrap_or(false);
+        let same_point = previous_point.as_ref() == Some(&point);
+        let after_removal = same_point && removed.get(row - 1).unwrap_or(false);
+        let label = if is_removal {
+            "removed".to_string()
+        } else if !same_point {
+            "new".to_string()
+        } else if after_removal {
+            "re-added".to_string()
+        } else {
+            let mut differ = Vec::new();
+            for (name, column) in compared.iter().zip(&compared_columns) {
+                if !same_cell(&column.get(row)?, &column.get(row - 1)?) {
+                    differ.push(*name);
+                }
+            }
+            differ.join(";")
+        };
+        let change = match (&value, same_point && !is_removal && !after_removal) {
+            (Some(value), true) => value
+                .get(row)
+                .zip(value.get(row - 1))
+                .map(|(now, before)| now - before),
+            _ => None,
+        };
+        changed.push(label);
+        value_change.push(change);
+        previous_point = Some(point);
+    }
+    let shown = (points.iter().copied())
+        .chain(["issue", "lag"])
+        .chain(compared.iter().copied());
+    let mut frame = events.select(shown)?;
+    frame.with_column(
+        StringChunked::from_iter_values(CHANGED.into(), changed.iter()).into_column(),
+    )?;
+    if value.is_some() {
+        let change =
+            Float64Chunked::from_iter_options(VALUE_CHANGE.into(), value_change.into_iter());
+        frame.with_column(change.into_column())?;
+    }
+    Ok(frame)
+}
+
+/// Equality of two cells as the diff decides it: NULL = NULL, NaN = NaN.
+fn same_cell(a: &AnyValue, b: &AnyValue) -> bool {
+    match (a, b) {
+        (AnyValue::Null, AnyValue::Null) => true,
+        (AnyValue::Float64(x), AnyValue::Float64(y)) => x == y || (x.is_nan() && y.is_nan()),
+        _ => a == b,
+    }
+}
+
+/// The backups whose files can hold rows of the asked `time_value`s. A backup holds rows of
+/// its date and before, unless some rows came with a negative lag (`time_value` after the
+/// backup date); summary.json counts those per source, and only when it says there were
+/// none are earlier backups skipped.
+fn dates_to_read(
+    output: &Output,
+    source: &str,
+    time_values: Option<(i64, i64)>,
+) -> Result<Vec<String>> {
+    let all = output.dates.clone();
+    let Some(first_day) = time_values.and_then(first_possible_backup) else {
+        return Ok(all);
+    };
+    if output.negative_lag_rows(source)? != Some(0) {
+        tracing::debug!("reading every backup: rows with a negative lag may exist");
+        return Ok(all);
+    }
+    let first_day = yyyymmdd(first_day).to_string();
+    let dates: Vec<String> = all.into_iter().filter(|d| *d >= first_day).collect();
+    tracing::debug!("reading the {} backups from {first_day} on", dates.len());
+    Ok(dates)
+}
+
+/// The first backup date that can hold, with a lag of at least 0, a row whose `time_value`
+/// is in `low..=high`. Daily values (YYYYMMDD, 8 digits) and weekly ones (YYYYWW, 6 digits)
+/// never fall in one range unless it spans both: then there is no bound.
+fn first_possible_backup((low, high): (i64, i64)) -> Option<chrono::NaiveDate> {
+    if let Some(day) = date_from_yyyymmdd(low).filter(|_| low >= 10_000_000) {
+        return Some(day);
+    }
+    if high < 10_000_000 {
+        return Epiweek::from_yyyyww(low).map(Epiweek::start);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earliest_backup_of_a_range() {
+        let day = |ymd| date_from_yyyymmdd(ymd);
+        assert_eq!(first_possible_backup((20200624, 20200624)), day(20200624));
+        assert_eq!(first_possible_backup((20200601, 20200630)), day(20200601));
+        // Epiweek 2020-26 starts on Sunday 2020-06-21.
+        assert_eq!(first_possible_backup((202026, 202026)), day(20200621));
+        assert_eq!(first_possible_backup((202053, 202101)), day(20201227));
+        // From a week to a day: every daily value is in range, so no bound.
+        assert_eq!(first_possible_backup((202026, 20200630)), None);
+        // Neither a date nor an epiweek: no bound.
+        assert_eq!(first_possible_backup((12, 13)), None);
+    }
+
+    #[test]
+    fn cells_compare_like_the_diff() {
+        assert!(same_cell(&AnyValue::Null, &AnyValue::Null));
+        assert!(same_cell(
+            &AnyValue::Float64(f64::NAN),
+            &AnyValue::Float64(f64::NAN)
+        ));
+        assert!(!same_cell(&AnyValue::Float64(1.0), &AnyValue::Null));
+        assert!(!same_cell(&AnyValue::Float64(1.0), &AnyValue::Float64(1.5)));
+        assert!(same_cell(&AnyValue::Int64(3), &AnyValue::Int64(3)));
+    }
+}
