@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use migrate::cli::{Action, Cli, HistoryArgs, HistoryFormat, LogFormat, RunArgs};
+use migrate::cli::{Action, Cli, HistoryArgs, HistoryFormat, LoadArgs, LogFormat, RunArgs};
 use migrate::config::Stages;
 use migrate::config::{Config, OutputFormat};
 use migrate::exit_codes::{ExitStatus, UsageError};
@@ -10,8 +10,11 @@ use migrate::inspect::history::{history, HistoryRequest};
 use migrate::inspect::plot::{plot, PlotRequest};
 use migrate::inspect::text_table::write_text_table;
 use migrate::inspect::verify::verify;
+use migrate::inspect::verify_database::verify_database;
+use migrate::run::loading::{load, LoadRequest};
 use migrate::run::{run, RunSummary};
 use migrate::stages::emit::write_rows;
+use migrate::stages::load::database::TableBusy;
 use migrate::workdir::lock::Busy;
 use migrate::{cli::logging, inspect::dry_run, workdir::interrupt};
 
@@ -27,9 +30,10 @@ fn main() -> ExitCode {
         Action::Run(stages, args) if args.dates.is_some() && stages != Stages::Extract => {
             Err(dates_only_for_extract())
         }
-        Action::Verify(args) | Action::Emit(_, args) if args.dates.is_some() => {
+        Action::Verify(args) if args.dates.is_some() && args.db.database.is_none() => {
             Err(dates_only_for_extract())
         }
+        Action::Emit(_, args) if args.dates.is_some() => Err(dates_only_for_extract()),
         Action::Run(_, args) if args.dates.is_some() && args.fresh => Err(UsageError(
             "--dates takes no --fresh: it would remove the partitions of every date, those \
              other machines extract too"
@@ -66,7 +70,10 @@ fn main() -> ExitCode {
         )
         .into()),
         Action::Verify(args) => with_config(args, |config| {
-            let report = verify(config)?;
+            let report = match config.database {
+                Some(_) => verify_database(config)?,
+                None => verify(config)?,
+            };
             for problem in &report.problems {
                 println!("{problem}");
             }
@@ -102,6 +109,14 @@ fn main() -> ExitCode {
             interrupt::install();
             print_history(args)
         }
+        Action::Load(args) => {
+            logging::init(
+                args.verbose.min(4) as i8 - args.quiet.min(4) as i8,
+                args.log_format,
+            );
+            interrupt::install();
+            load_output(args)
+        }
         Action::Plot(args) => {
             logging::init(0, LogFormat::Text);
             let request = PlotRequest {
@@ -129,7 +144,7 @@ fn main() -> ExitCode {
             eprintln!("error: {error}");
             ExitStatus::Usage.into()
         }
-        Err(error) if error.is::<Busy>() => {
+        Err(error) if error.is::<Busy>() || error.is::<TableBusy>() => {
             eprintln!("error: {error}");
             ExitStatus::Busy.into()
         }
@@ -177,10 +192,34 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `migrate load`: the output into its live table, with a summary at the end.
+fn load_output(args: LoadArgs) -> anyhow::Result<()> {
+    let url = args.db.url().map_err(UsageError)?.ok_or_else(|| {
+        UsageError("migrate load needs --database URL: the database to load into".into())
+    })?;
+    let request = LoadRequest {
+        out: args.out,
+        url,
+        table: args.table,
+        allow_existing: args.allow_existing,
+    };
+    let summary = load(&request)?;
+    let rows = summary.rows();
+    println!(
+        "{}: {} date(s) loaded ({rows} rows in {:.1} s, {:.0} rows/s), {} already loaded",
+        summary.table,
+        summary.loaded.len(),
+        summary.seconds,
+        rows as f64 / summary.seconds.max(1e-3),
+        summary.skipped
+    );
+    Ok(())
+}
+
 fn dates_only_for_extract() -> anyhow::Error {
     UsageError(
         "--dates selects the backups of `migrate extract` (one machine's share of the \
-         extraction); the other commands need every backup"
+         extraction) and of `migrate verify --database`; the other commands need every backup"
             .into(),
     )
     .into()

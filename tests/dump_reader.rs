@@ -30,7 +30,7 @@ fn fast_rows(sql: &[u8]) -> Rows {
                 table.clone(),
                 row.iter().map(|(k, b)| (k, b.to_vec())).collect(),
             )),
-            Event::CreateTable(_) => {}
+            Event::CreateTable(_) | Event::Statement(_) => {}
         }
     }
     rows

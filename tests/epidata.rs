@@ -10,44 +10,15 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-/// Epidata's table as of October 2020 (delphi-epidata `src/ddl/covidcast.sql`, 302fcaa8).
-const EPIDATA_2020: &str = "CREATE TABLE `covidcast` (
-  `id` int(11) NOT NULL AUTO_INCREMENT,
-  `source` varchar(32) NOT NULL,
-  `signal` varchar(64) NOT NULL,
-  `time_type` varchar(12) NOT NULL,
-  `geo_type` varchar(12) NOT NULL,
-  `time_value` int(11) NOT NULL,
-  `geo_value` varchar(12) NOT NULL,
-  `value_updated_timestamp` int(11) NOT NULL,
-  `value` double NOT NULL,
-  `stderr` double,
-  `sample_size` double,
-  `direction_updated_timestamp` int(11) NOT NULL,
-  `direction` int(11),
-  `issue` int(11) NOT NULL,
-  `lag` int(11) NOT NULL,
-  `is_latest_issue` binary(1) NOT NULL,
-  `is_wip` binary(1) DEFAULT NULL,
-  PRIMARY KEY (`id`),
-  UNIQUE KEY `unique_key` (`source`,`signal`,`time_type`,`geo_type`,`time_value`,`geo_value`,`issue`),
-  KEY `by_issue` (`source`,`signal`,`time_type`,`geo_type`,`issue`,`time_value`,`geo_value`),
-  KEY `by_lag` (`source`,`signal`,`time_type`,`geo_type`,`lag`,`time_value`,`geo_value`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8";
+/// Epidata's table as of October 2020 (delphi-epidata `src/ddl/covidcast.sql`, 302fcaa8),
+/// as the repository ships it for users.
+const EPIDATA_2020: &str = include_str!("../ddl/covidcast-2020.sql");
 
 /// Epidata's table as of June 2021 (763be776): a bigint id, a nullable value, and Delphi's
 /// missingness codes.
 fn epidata_2021() -> String {
-    EPIDATA_2020
-        .replace("`id` int(11)", "`id` bigint(20) unsigned")
-        .replace("`value` double NOT NULL", "`value` double")
-        .replace(
-            "  PRIMARY KEY",
-            "  `missing_value` int(1) DEFAULT 0,\n  `missing_stderr` int(1) DEFAULT 0,\n  \
-             `missing_sample_size` int(1) DEFAULT 0,\n  PRIMARY KEY",
-        )
+    include_str!("../ddl/covidcast-2021.sql").to_string()
 }
-
 const DATA_COLUMNS: [&str; 12] = [
     "source",
     "signal",

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
-use crate::config::target::parse_target_ddl;
+use crate::config::target::{parse_target_ddl, TargetTable};
 use crate::config::Stages;
 use crate::config::{Config, OutputFormat, PartitionFormat, DEFAULT_KEY_LIST, DEFAULT_PATTERN};
+use crate::stages::load::database::{connect, show_create_table};
+use crate::values::database_url::DatabaseUrl;
 use crate::values::dates::DateSelection;
 
 #[derive(Debug, Parser)]
@@ -50,15 +52,14 @@ const VERIFY_IGNORES: &[&str] = &[
     "memory_limit",
     "dry_run",
     "fresh",
-    "dates",
 ];
 /// `--dates` is `extract`'s alone (refused elsewhere): every other stage needs every backup.
 const ONLY_EXTRACT: &[&str] = &["dates"];
 const STAGE_NOTE: &str = "Options of the whole run that this stage does not use are accepted \
                           and ignored, so that one set of flags serves every stage.";
 const VERIFY_NOTE: &str = "Options of the whole run that verify does not use are accepted and \
-                           ignored, so that one set of flags serves every stage; --dry-run, \
-                           --fresh and --dates are refused.";
+                           ignored, so that one set of flags serves every stage; --dry-run and \
+                           --fresh are refused, and --dates needs --database.";
 
 /// Hides the options named in `ignored` from a stage's help.
 fn hiding(ignored: &'static [&'static str]) -> impl FnMut(clap::Arg) -> clap::Arg {
@@ -92,6 +93,66 @@ pub enum Command {
     History(HistoryArgs),
     /// Draw the back-fill of a series to SVG: values as of several dates, revisions by lag
     Plot(PlotArgs),
+    /// Load the output into its live table: date by date, each date in one transaction,
+    /// recorded in the database so that a rerun loads only the dates not yet in
+    Load(LoadArgs),
+}
+
+/// Where the target table lives, and its password.
+#[derive(Debug, Args, Clone)]
+pub struct DatabaseArgs {
+    /// The target database: mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, with
+    /// ?socket=PATH for a Unix socket (the password may also come from --password-file or
+    /// MYSQL_PWD)
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+
+    /// A file holding the database password (its first line), instead of the URL or MYSQL_PWD
+    #[arg(long, value_name = "FILE", requires = "database")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// The URL with its password, when --database is given.
+    pub fn url(&self) -> Result<Option<DatabaseUrl>, String> {
+        let Some(url) = &self.database else {
+            return Ok(None);
+        };
+        let url = DatabaseUrl::parse(url)?;
+        url.with_password_from(self.password_file.as_deref())
+            .map(Some)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The output folder of a migration made for the table (with --database or --target-ddl)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+
+    /// The table to load into [default: the one the output was made for]
+    #[arg(long)]
+    pub table: Option<String>,
+
+    /// Load into a table that already holds rows this tool did not load (their latest
+    /// flags are moved as the loaded issues require)
+    #[arg(long)]
+    pub allow_existing: bool,
+
+    /// Log lines as text or as JSON objects
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings only, -qq errors only)
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +206,7 @@ pub enum Action {
     Asof(AsofArgs),
     History(HistoryArgs),
     Plot(PlotArgs),
+    Load(LoadArgs),
 }
 
 impl Cli {
@@ -158,6 +220,7 @@ impl Cli {
             Some(Command::Asof(args)) => Action::Asof(args),
             Some(Command::History(args)) => Action::History(args),
             Some(Command::Plot(args)) => Action::Plot(args),
+            Some(Command::Load(args)) => Action::Load(args),
         }
     }
 }
@@ -317,6 +380,20 @@ fn parse_date(text: &str) -> Result<chrono::NaiveDate, String> {
         .map_err(|_| format!("{text:?} is not a YYYYMMDD date"))
 }
 
+/// The target table's definition, read from the server: what `--target-ddl` reads from a file.
+fn target_from_server(url: &DatabaseUrl, table: &str) -> Result<TargetTable, String> {
+    let mut conn = connect(url).map_err(|e| e.to_string())?;
+    let shown = show_create_table(&mut conn, table)
+        .map_err(|e| format!("{url}: cannot read the table `{table}`: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "{url}: the database has no table `{table}` (the target is --target-table, \
+                 else --table): create it first, or name the right one"
+            )
+        })?;
+    parse_target_ddl(&shown).map_err(|e| format!("{url}: the table `{table}`: {e}"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -348,8 +425,11 @@ pub struct RunArgs {
     /// CREATE TABLE of the table the SQL output loads into (as SHOW CREATE TABLE prints it,
     /// e.g. Epidata's covidcast): the INSERTs fill its columns (is_latest_issue, is_wip,
     /// missing_* too) and keep is_latest_issue right when files load in date order
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "database")]
     pub target_ddl: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 
     /// Columns that identify a row, comma-separated
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_KEY_LIST)]
@@ -482,6 +562,19 @@ impl RunArgs {
                 .map_err(|e| format!("--target-ddl {}: {e}", path.display()))?;
             config.target_table = target.name.clone();
             config.target = Some(target);
+        }
+        if let Some(url) = self.db.url()? {
+            if self.format != OutputFormat::Sql {
+                return Err("--database loads SQL output; it needs --format sql".into());
+            }
+            let name = self
+                .target_table
+                .clone()
+                .unwrap_or_else(|| self.table.clone());
+            let target = target_from_server(&url, &name)?;
+            config.target_table = target.name.clone();
+            config.target = Some(target);
+            config.database = Some(url);
         }
         let target_table = self.target_table.unwrap_or_else(|| self.table.clone());
         if config.target.is_none() {

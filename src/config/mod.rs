@@ -10,6 +10,7 @@ use regex::Regex;
 
 use crate::config::layout::ColumnRoles;
 use crate::config::target::TargetTable;
+use crate::values::database_url::DatabaseUrl;
 use crate::values::dates::DateSelection;
 
 /// Columns of Delphi's `covidcast` table that identify a measurement.
@@ -114,6 +115,9 @@ pub struct Config {
     pub target: Option<TargetTable>,
     /// Only the backups of these dates (`extract --dates`); None: every backup.
     pub dates: Option<DateSelection>,
+    /// The target database (`--database`): the target's definition came from it, and
+    /// `verify` checks the live table there.
+    pub database: Option<DatabaseUrl>,
     /// `emit`: the result folder of the Spark job whose diffs replace the local diff.
     pub diffs_from: Option<PathBuf>,
 }
@@ -152,6 +156,7 @@ impl Config {
             memory_limit: None,
             target: None,
             dates: None,
+            database: None,
             diffs_from: None,
         }
     }

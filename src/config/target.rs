@@ -106,6 +106,15 @@ pub fn parse_target_ddl(sql: &str) -> Result<TargetTable, String> {
     })
 }
 
+impl TargetTable {
+    /// The definition without the table's next AUTO_INCREMENT value, which moves with every
+    /// load: two tables with equal definitions take the same rows.
+    pub fn definition(&self) -> String {
+        let next_id = regex::Regex::new(r"(?i)\s*AUTO_INCREMENT\s*=\s*\d+").expect("valid");
+        next_id.replace_all(&self.canonical, "").into_owned()
+    }
+}
+
 fn is_auto_increment(token: &Token) -> bool {
     matches!(token, Token::Word(word) if word.value.eq_ignore_ascii_case("AUTO_INCREMENT"))
 }

@@ -18,6 +18,8 @@ pub enum Event<'a> {
     /// An INSERT begins; its rows follow as `Row` events.
     Insert(InsertHead),
     Row(&'a Row),
+    /// Any other statement, without its `;`: only from a reader made `with_statements`.
+    Statement(String),
 }
 
 /// An error at a place in the dump.
@@ -53,6 +55,8 @@ pub struct DumpReader<R> {
     window: Window<R>,
     state: State,
     row: Row,
+    /// Whether statements other than INSERT and CREATE TABLE are handed out, not skipped.
+    statements: bool,
 }
 
 /// Where a scan for the end of a statement (or of a comment) stopped.
@@ -73,7 +77,15 @@ impl<R: Read> DumpReader<R> {
             window: Window::new(reader, max_statement),
             state: State::BetweenStatements,
             row: Row::default(),
+            statements: false,
         }
+    }
+
+    /// Hands out every other statement as `Event::Statement` (migrate's own SQL output, whose
+    /// UPDATEs `load` runs), instead of skipping it.
+    pub fn with_statements(mut self) -> Self {
+        self.statements = true;
+        self
     }
 
     /// Position of the next unread byte: after a `Row` event, the end of that row.
@@ -222,6 +234,12 @@ impl<R: Read> DumpReader<R> {
                         let event = create_table_event(&text).map_err(|e| {
                             self.syntax(0, format!("cannot parse CREATE TABLE: {e}"))
                         })?;
+                        let event = match event {
+                            None if self.statements => {
+                                Some(Event::Statement(text.trim_end().to_string()))
+                            }
+                            event => event,
+                        };
                         self.window.consume(end + 1);
                         event
                     };
@@ -424,6 +442,7 @@ mod tests {
                     format!("create {} {}", t.name, names.join(","))
                 }
                 Event::Insert(head) => format!("insert {} {:?}", head.table, head.columns),
+                Event::Statement(text) => format!("statement {text}"),
                 Event::Row(row) => {
                     let fields: Vec<_> = row
                         .iter()

@@ -12,3 +12,4 @@ pub mod replay;
 pub mod row_filter;
 pub mod text_table;
 pub mod verify;
+pub mod verify_database;

@@ -143,7 +143,7 @@ fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path, filter: &RowFilter) -> R
                 }
                 out.write_all(b"\n")?;
             }
-            Event::CreateTable(_) => {}
+            Event::CreateTable(_) | Event::Statement(_) => {}
         }
     }
     out.flush()?;

@@ -2,6 +2,7 @@
 //! before it wrote, skipping units that are finished and still valid.
 
 pub mod extracting;
+pub mod loading;
 pub mod plan;
 pub mod progress;
 pub mod schedule;
@@ -148,6 +149,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
                 partition_column: config.partition_column.clone(),
                 ignore_columns: config.ignore_columns.clone(),
                 target_table: config.target_table.clone(),
+                target_definition: config.target.as_ref().map(|t| t.definition()),
             };
             let json = serde_json::to_string_pretty(&table)? + "\n";
             write_file(&paths.table, |out| Ok(out.write_all(json.as_bytes())?))?;

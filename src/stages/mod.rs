@@ -5,9 +5,11 @@
 //! 2. [`extract`]: one backup streamed into one partition per source;
 //! 3. [`diff`]: two partitions of a source in a row give added, changed and removed rows
 //!    (or the Spark job's result, [`diff::spark`]);
-//! 4. [`emit`]: issue rows and removals written as SQL, CSV or Parquet.
+//! 4. [`emit`]: issue rows and removals written as SQL, CSV or Parquet;
+//! 5. [`load`]: the SQL output into the live table, one transaction per date.
 
 pub mod diff;
 pub mod discover;
 pub mod emit;
 pub mod extract;
+pub mod load;

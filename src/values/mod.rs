@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod backup;
 pub mod binary;
 pub mod bytes;
+pub mod database_url;
 pub mod dates;
 pub mod epiweek;
 pub mod lag;

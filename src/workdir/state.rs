@@ -240,6 +240,10 @@ pub struct OutputTable {
     pub partition_column: String,
     pub ignore_columns: Vec<String>,
     pub target_table: String,
+    /// The target's definition the SQL was made for (`--target-ddl` or `--database`), as
+    /// `TargetTable::definition` prints it: `migrate load` refuses a table that differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_definition: Option<String>,
 }
 
 impl OutputTable {

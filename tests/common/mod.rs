@@ -244,6 +244,30 @@ impl MariaDb {
         MariaDb { dir, socket }
     }
 
+    /// Shuts the server down (its data stays): what a crash of the database looks like to
+    /// a client.
+    pub fn stop(&self) {
+        let output = Command::new(root().join("scripts/mariadb-private"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "cannot stop the private MariaDB");
+    }
+
+    /// Starts the stopped server again on the same data and socket.
+    pub fn restart(&self) {
+        let output = Command::new(root().join("scripts/mariadb-private"))
+            .arg("start")
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "cannot restart the private MariaDB"
+        );
+    }
+
     /// The folder the server may read files from (`LOAD DATA INFILE`).
     pub fn files_dir(&self) -> PathBuf {
         self.dir.path().join("files")

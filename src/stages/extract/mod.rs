@@ -209,7 +209,7 @@ fn read_rows(
                     Err(e) => Err(format!("{e:#}")),
                 }
             }
-            Event::CreateTable(_) => Ok(()),
+            Event::CreateTable(_) | Event::Statement(_) => Ok(()),
             Event::Insert(head) if head.table == config.table => match &layout {
                 _ if interrupt::requested() => Err(interrupt::MESSAGE.into()),
                 None => Err(format!(
