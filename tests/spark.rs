@@ -277,32 +277,8 @@ fn the_fixtures_from_spark_are_a_local_run_byte_for_byte() {
     assert!(sql.contains("marked deleted"), "{sql}");
 }
 
-/// Epidata's `covidcast` table as of June 2021 (see tests/epidata.rs).
-const EPIDATA_2021: &str = "CREATE TABLE `covidcast` (
-  `id` bigint(20) unsigned NOT NULL AUTO_INCREMENT,
-  `source` varchar(32) NOT NULL,
-  `signal` varchar(64) NOT NULL,
-  `time_type` varchar(12) NOT NULL,
-  `geo_type` varchar(12) NOT NULL,
-  `time_value` int(11) NOT NULL,
-  `geo_value` varchar(12) NOT NULL,
-  `value_updated_timestamp` int(11) NOT NULL,
-  `value` double,
-  `stderr` double,
-  `sample_size` double,
-  `direction_updated_timestamp` int(11) NOT NULL,
-  `direction` int(11),
-  `issue` int(11) NOT NULL,
-  `lag` int(11) NOT NULL,
-  `is_latest_issue` binary(1) NOT NULL,
-  `is_wip` binary(1) DEFAULT NULL,
-  `missing_value` int(1) DEFAULT 0,
-  `missing_stderr` int(1) DEFAULT 0,
-  `missing_sample_size` int(1) DEFAULT 0,
-  PRIMARY KEY (`id`),
-  UNIQUE KEY `unique_key` (`source`,`signal`,`time_type`,`geo_type`,`time_value`,`geo_value`,`issue`),
-  KEY `by_issue` (`source`,`signal`,`time_type`,`geo_type`,`issue`,`time_value`,`geo_value`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8";
+/// Epidata's `covidcast` table as of June 2021, as the repository ships it.
+const EPIDATA_2021: &str = include_str!("../ddl/covidcast-2021.sql");
 
 #[test]
 fn a_series_with_every_feature_from_spark_is_a_local_run_byte_for_byte() {

@@ -37,6 +37,10 @@ pub struct TargetTable {
     pub indexes: Vec<Vec<String>>,
     /// The statement as sqlparser prints it: what the output depends on, for resume.
     pub canonical: String,
+    /// What a load depends on: each column's name, type and nullness, and the unique keys,
+    /// without table options (engine, character set, the next AUTO_INCREMENT value) or
+    /// defaults, which `SHOW CREATE TABLE` spells its own way.
+    pub definition: String,
 }
 
 /// Parses the `CREATE TABLE` statement of the target (what `SHOW CREATE TABLE` prints).
@@ -50,6 +54,18 @@ pub fn parse_target_ddl(sql: &str) -> Result<TargetTable, String> {
         return Err("expected exactly one CREATE TABLE statement".into());
     };
     let canonical = create.to_string();
+    let mut definition: Vec<String> = (create.columns.iter())
+        .map(|c| {
+            let not_null = (c.options.iter()).any(|o| {
+                matches!(
+                    o.option,
+                    ColumnOption::NotNull | ColumnOption::PrimaryKey(_)
+                )
+            });
+            let null = if not_null { " NOT NULL" } else { "" };
+            format!("{} {}{null}", c.name.value, c.data_type)
+        })
+        .collect();
     let mut unique_keys = Vec::new();
     let mut indexes = Vec::new();
     let mut columns = Vec::new();
@@ -92,7 +108,14 @@ pub fn parse_target_ddl(sql: &str) -> Result<TargetTable, String> {
         }
         indexes.push(names);
     }
+    let mut keys: Vec<String> = unique_keys
+        .iter()
+        .map(|k| format!("UNIQUE ({})", k.join(",")))
+        .collect();
+    keys.sort();
+    definition.extend(keys);
     Ok(TargetTable {
+        definition: definition.join(", "),
         name: create
             .name
             .0
@@ -104,15 +127,6 @@ pub fn parse_target_ddl(sql: &str) -> Result<TargetTable, String> {
         indexes: indexes.into_iter().chain(unique_keys).collect(),
         canonical,
     })
-}
-
-impl TargetTable {
-    /// The definition without the table's next AUTO_INCREMENT value, which moves with every
-    /// load: two tables with equal definitions take the same rows.
-    pub fn definition(&self) -> String {
-        let next_id = regex::Regex::new(r"(?i)\s*AUTO_INCREMENT\s*=\s*\d+").expect("valid");
-        next_id.replace_all(&self.canonical, "").into_owned()
-    }
 }
 
 fn is_auto_increment(token: &Token) -> bool {
@@ -297,6 +311,27 @@ fn issue_prefix(target: &TargetTable, layout: &Layout) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_definition_ignores_how_the_server_spells_options_but_not_types() {
+        let file = "CREATE TABLE t (id int NOT NULL AUTO_INCREMENT, v double DEFAULT NULL, \
+                    s varchar(9) NOT NULL, PRIMARY KEY (id), UNIQUE KEY u (s)) \
+                    ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+        let shown = "CREATE TABLE `t` (\n  `id` int NOT NULL AUTO_INCREMENT,\n  `v` double,\n  \
+                     `s` varchar(9) NOT NULL,\n  PRIMARY KEY (`id`),\n  UNIQUE KEY `u` (`s`)\n) \
+                     ENGINE=InnoDB AUTO_INCREMENT=812 DEFAULT CHARSET=utf8mb4 \
+                     COLLATE=utf8mb4_general_ci";
+        let definition = |sql: &str| parse_target_ddl(sql).unwrap().definition;
+        assert_eq!(definition(file), definition(shown));
+        assert_ne!(
+            definition(file),
+            definition(&file.replace("v double", "v float"))
+        );
+        assert_ne!(
+            definition(file),
+            definition(&file.replace("UNIQUE KEY u (s)", "KEY u (s)"))
+        );
+    }
 
     #[test]
     fn reads_columns_defaults_and_keys() {

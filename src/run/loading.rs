@@ -83,7 +83,7 @@ pub fn load(request: &LoadRequest) -> Result<LoadSummary> {
     })?;
     let live = parse_target_ddl(&shown)
         .map_err(|e| anyhow!("cannot read the definition of `{table}`: {e}"))?;
-    if live.definition() != made_for {
+    if live.definition != made_for {
         return Err(UsageError(format!(
             "the table `{table}` in {} is not the table {} was made for (its definition \
              changed since the run): run the migration again with --database",

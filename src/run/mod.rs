@@ -149,7 +149,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
                 partition_column: config.partition_column.clone(),
                 ignore_columns: config.ignore_columns.clone(),
                 target_table: config.target_table.clone(),
-                target_definition: config.target.as_ref().map(|t| t.definition()),
+                target_definition: config.target.as_ref().map(|t| t.definition.clone()),
             };
             let json = serde_json::to_string_pretty(&table)? + "\n";
             write_file(&paths.table, |out| Ok(out.write_all(json.as_bytes())?))?;
