@@ -445,3 +445,77 @@ fn epidata_target_still_needs_its_time_columns() {
     let loaded = run(&["--time-column", "day", "-q"]);
     assert!(loaded.status.success(), "{loaded:?}");
 }
+
+/// Writes two days of a generated `prices` table, large enough that a tiny memory budget
+/// splits its units: 4,000 rows a day, of which the second day revises every seventh.
+fn write_large_prices(dir: &Path) {
+    use std::io::Write;
+    for (day, date) in ["20210301", "20210302"].iter().enumerate() {
+        let mut sql = String::from(
+            "/*M!999999\\- enable the sandbox mode */ \n\
+             CREATE TABLE `prices` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  \
+             `store` varchar(16) NOT NULL,\n  `sku` varchar(16) NOT NULL,\n  \
+             `day` date NOT NULL,\n  `price` decimal(12,2) DEFAULT NULL,\n  \
+             PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\
+             INSERT INTO `prices` VALUES ",
+        );
+        for row in 0..4000u32 {
+            let cents = 100 + row + if day == 1 && row % 7 == 0 { 1 } else { 0 };
+            if row > 0 {
+                sql.push_str(",\n");
+            }
+            sql.push_str(&format!(
+                "({},'s{}','sku{}','2021-02-{:02}',{}.{:02})",
+                row + 1,
+                row % 2,
+                row / 20,
+                row % 20 + 1,
+                cents / 100,
+                cents % 100
+            ));
+        }
+        sql.push_str(";\n");
+        let path = dir.join(format!("prices_{date}.sql.gz"));
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(sql.as_bytes()).unwrap();
+        std::fs::write(path, encoder.finish().unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_table_without_time_columns_is_split_by_its_key_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    write_large_prices(&backups);
+    let run = |out: &str, extra: &[&str]| {
+        let output = migrate()
+            .arg("--backups")
+            .arg(&backups)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(PRICES)
+            .args(extra)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{log}");
+        log
+    };
+    run("whole", &[]);
+    let reference = dir.path().join("whole");
+    let changed = files_below(&reference.join("issues/20210302"), "sql");
+    let text: String = changed
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert_eq!(text.matches("\n('s").count(), 4000 / 7 + 1, "{text}");
+    // Parquet partitions: split by the key fingerprint, the same bytes.
+    let log = run("split", &["--memory-limit", "1"]);
+    assert!(log.contains("split into"), "nothing was split: {log}");
+    assert_same_output(&dir.path().join("split"), &reference, &[]);
+    // CSV partitions of a key without an integer column: not split, said so.
+    let log = run("csv", &["--memory-limit", "1", "--partition-format", "csv"]);
+    assert!(log.contains("cannot be split"), "{log}");
+    assert_same_output(&dir.path().join("csv"), &reference, &[]);
+}
