@@ -598,16 +598,19 @@ fn removed_schema(layout: &Layout) -> Schema {
         .collect()
 }
 
-/// Sorts by the key's values (categoricals by their text, not their codes), so output is
-/// the same whatever order rows or categories arrived in.
+/// Sorts by the key's values (categoricals by their text, not their codes; decimals by
+/// their value as a double, then by their text, which decides between values a double
+/// cannot tell apart), so output is the same whatever order rows or categories arrived in.
 pub fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
-    let by: Vec<Expr> = layout
-        .columns
-        .iter()
+    let by: Vec<Expr> = (layout.columns.iter())
         .filter(|c| c.is_key)
-        .map(|c| match c.kind.is_text() {
-            true => col(c.name.as_str()).cast(DataType::String),
-            false => col(c.name.as_str()),
+        .flat_map(|c| {
+            let column = col(c.name.as_str());
+            match c.kind {
+                kind if kind.is_text() => vec![column.cast(DataType::String)],
+                ColumnKind::Decimal { .. } => vec![column.clone().cast(DataType::Float64), column],
+                _ => vec![column],
+            }
         })
         .collect();
     frame.sort_by_exprs(by, SortMultipleOptions::default().with_maintain_order(true))
