@@ -139,6 +139,7 @@ fn write_sql_epilogue(out: &mut dyn Write, layout: Option<&Layout>) -> Result<()
 fn has_timestamps(layout: Option<&Layout>) -> bool {
     layout.is_some_and(|l| l.columns.iter().any(|c| c.kind == ColumnKind::Timestamp))
 }
+
 /// Writes rows as CSV with a header, or as INSERT statements of at most `chunk_rows` rows.
 struct RowWriter<'a> {
     format: OutputFormat,
