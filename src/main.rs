@@ -184,7 +184,7 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
                 .into_iter()
                 .map(|n| n.as_str())
                 .collect();
-            write_rows(&mut out, &frame, names, OutputFormat::Csv, "")?
+            write_rows(&mut out, &frame, names, None, OutputFormat::Csv, "")?
         }
         HistoryFormat::Table => write_text_table(&mut out, &frame)?,
     }
@@ -249,6 +249,9 @@ fn print_summary(summary: &RunSummary) {
         summary.units_reused,
         summary.seconds
     );
+    if let Some(lag) = summary.lag.as_ref().filter(|_| summary.no_lag) {
+        println!("lag: {lag}");
+    }
     if summary.sources.is_empty() {
         return;
     }

@@ -1,6 +1,6 @@
 //! The fast row scanner against `sqlparser`'s full parser, the reference for MySQL syntax
-//! and escapes: on every fixture dump (`mariadb-dump`'s and the MySQL 8 ones), and on
-//! generated INSERTs full of awkward strings and binary literals.
+//! and escapes: on every fixture dump (`mariadb-dump`'s, `fixtures/types` among them, and
+//! the MySQL 8 ones), and on generated INSERTs full of awkward strings and binary literals.
 //!
 //! sqlparser reads text (`&str`), while dumps hold bytes that need not be UTF-8 (binary
 //! values). So the oracle is given the dump with each byte as the character of the same
@@ -157,7 +157,10 @@ fn fixture_dumps_read_the_same_as_sqlparser_reads_them() {
     assert!(dumps.len() >= 6);
     let mysql8 = common::files_below(&common::root().join("fixtures/mysql8/backups"), "sql");
     assert_eq!(mysql8.len(), 3);
-    for dump in dumps.into_iter().chain(mysql8) {
+    // Every column type, and a table without time columns.
+    let types = common::files_below(&common::root().join("fixtures/types"), "gz");
+    assert_eq!(types.len(), 8);
+    for dump in dumps.into_iter().chain(mysql8).chain(types) {
         let sql = if dump.extension().is_some_and(|e| e == "gz") {
             gunzip(&dump)
         } else {
@@ -166,7 +169,7 @@ fn fixture_dumps_read_the_same_as_sqlparser_reads_them() {
         let fast = fast_rows(&sql);
         let oracle = oracle_rows(&sql);
         assert!(
-            fast.iter().any(|(t, _)| t == "covidcast"),
+            (fast.iter()).any(|(t, _)| ["covidcast", "readings", "prices"].contains(&t.as_str())),
             "{}",
             dump.display()
         );

@@ -49,6 +49,16 @@ const SERIES_FLAGS: [&str; 4] = [
     "csv",
 ];
 
+/// The flags of a migration of fixtures/types/readings, a table of every column type.
+const READINGS: [&str; 6] = [
+    "--table",
+    "readings",
+    "--pattern",
+    r"^readings_(?P<date>\d{8})\.sql\.gz$",
+    "--key",
+    "source,time_type,time_value,item,serial,lot",
+];
+
 /// Everything the tests compare, made once: local runs, extracts, and every Spark job.
 struct Prepared {
     base: PathBuf,
@@ -130,6 +140,17 @@ fn prepare() -> Prepared {
         None,
     );
 
+    // A table of every column type (fixtures/types/readings).
+    let readings = root().join("fixtures/types/readings");
+    run_quietly(&readings, &at("types/local"), &READINGS);
+    extract(
+        &readings,
+        &at("types/spark"),
+        &at("types/spark/.work"),
+        &READINGS,
+        None,
+    );
+
     write_edge_partitions(&at("edge/partitions"));
     write_duplicate_partitions(&at("duplicate/partitions"));
 
@@ -145,6 +166,8 @@ fn prepare() -> Prepared {
         {"partitions": at("edge/partitions"), "result": at("edge/result"),
          "ignore_columns": ignore},
         {"partitions": at("duplicate/partitions"), "result": at("duplicate/result")},
+        {"partitions": at("types/spark/.work/partitions"), "result": at("types/result"),
+         "key": READINGS[5]},
     ]);
     let list = at("jobs.json");
     std::fs::write(&list, jobs.to_string()).unwrap();
@@ -297,6 +320,19 @@ fn a_series_with_every_feature_from_spark_is_a_local_run_byte_for_byte() {
     );
     assert_same_output(&out, &local, &[]);
     verify(&backups, &out, Some(&shared), &SERIES_FLAGS);
+}
+
+#[test]
+fn every_column_type_from_spark_is_a_local_run_byte_for_byte() {
+    // `bigint unsigned` (read by Spark as decimal(20,0), written back as digits), decimals
+    // as their canonical text, bit, dates, json: compared and written as a local run does.
+    let p = prepared();
+    assert_eq!(status(&p.path("types/result")), "ok");
+    let out = p.path("types/spark");
+    let readings = root().join("fixtures/types/readings");
+    emit(&p.path("types/result"), &readings, &out, None, &READINGS);
+    assert_same_output(&out, &p.path("types/local"), &[]);
+    verify(&readings, &out, None, &READINGS);
 }
 
 #[test]

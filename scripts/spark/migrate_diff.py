@@ -22,15 +22,19 @@ How it computes the diff, with migrate's semantics (README, Semantics):
     next backup is a removal there, with its last values.
   - Compared columns: every column but the id, the key and --ignore-columns. Equality is
     Spark's null-safe `<=>` on the typed Parquet columns: NULL = NULL, NaN = NaN,
-    0.0 = -0.0, numbers by value (they were parsed at extraction), text exactly.
+    0.0 = -0.0, numbers by value (they were parsed at extraction; Spark reads `bigint
+    unsigned` columns as decimal(20,0)), decimals by their canonical text (equal text is
+    equal value), other text exactly.
   - A key twice in one backup fails the job with the key and the date, as migrate does.
 Nothing but each backup's small `_partitions.json` is read on the driver; no row is
 collected there.
 
 The result:
   RESULT/output=issues/date=D/*.parquet    issue rows of the backup of D: every column but
-                                           the id, `__added` (a new key, not a revision) and,
-                                           when `value` is compared, `value__old`
+                                           the id (`bigint unsigned` ones as their digits, as
+                                           Spark has no unsigned type), `__added` (a new key,
+                                           not a revision) and, when `value` is compared,
+                                           `value__old`
   RESULT/output=removals/date=D/*.parquet  keys missing from the backup of D, with the
                                            columns of their last row
   RESULT/_job/part-*.txt                   what was computed (key, ignored columns, and per
@@ -106,6 +110,24 @@ def stored_columns(record):
     return [c["name"] for c in record["table"]["columns"] if c["name"] != id_column]
 
 
+def kind_name(column):
+    """The name of a column's kind: "Integer", "Unsigned", "Decimal", ... (a decimal's kind
+    is {"Decimal": {"scale": S}} in the record)."""
+    kind = column["kind"]
+    return kind if isinstance(kind, str) else next(iter(kind))
+
+
+# The Spark type of each kind as the partitions store it (decimals are their canonical
+# text, dates text too); Spark reads Parquet's unsigned 64-bit integers as decimal(20,0).
+SPARK_TYPES = {"Integer": "bigint", "Unsigned": "decimal(20,0)", "Float": "double",
+               "Binary": "binary"}
+
+
+def unsigned_columns(record):
+    """The `bigint unsigned` columns, which the result holds as their digits."""
+    return {c["name"] for c in record["table"]["columns"] if kind_name(c) == "Unsigned"}
+
+
 def check_records(records, key, ignore):
     """Fails unless every backup was extracted to Parquet with one table and the options
     agree with it; returns the stored columns and the partition column."""
@@ -162,9 +184,8 @@ def read_rows(spark, partitions, records, pairs, stored):
     root = partitions.rstrip("/")
     with_rows = [date for date, *_ in pairs if records[date]["rows"] > 0]
     if not with_rows:  # Parquet has no file to take the types from
-        types = {"Integer": "bigint", "Float": "double"}
         table = records[pairs[0][0]]["table"]["columns"]
-        schema = ", ".join("`%s` %s" % (c["name"], types.get(c["kind"], "string"))
+        schema = ", ".join("`%s` %s" % (c["name"], SPARK_TYPES.get(kind_name(c), "string"))
                            for c in table if c["name"] in stored)
         return spark.createDataFrame([], schema + ", %s string" % DATE)
     return (spark.read.option("basePath", root)
@@ -174,8 +195,9 @@ def read_rows(spark, partitions, records, pairs, stored):
                     F.col("date").cast("string").alias(DATE)))
 
 
-def diff(spark, frame, stored, partition_column, key, ignore, pairs):
-    """The issue rows and removals of the pairs, as one frame with an `output` column."""
+def diff(spark, frame, stored, partition_column, key, ignore, pairs, unsigned=()):
+    """The issue rows and removals of the pairs, as one frame with an `output` column;
+    `unsigned` columns are written as their digits."""
     compared = [c for c in stored if c not in key and c not in ignore]
     schedule = spark.createDataFrame(
         pairs, "%s string, %s string, %s string, %s boolean" % (DATE, PREVIOUS, NEXT, SELECTED))
@@ -206,9 +228,12 @@ def diff(spark, frame, stored, partition_column, key, ignore, pairs):
     diffed = sorted({date for date, _, _, chosen in pairs if chosen})
     as_issue = F.col("output") == "issues"
     keep = F.when(as_issue, is_issue).otherwise(is_removal & F.col(NEXT).isin(diffed))
-    columns = [F.col("`%s`" % c) for c in stored] + [F.when(as_issue, added).alias(ADDED)]
+    columns = [F.col("`%s`" % c).cast("string").alias(c) if c in unsigned else F.col("`%s`" % c)
+               for c in stored] + [F.when(as_issue, added).alias(ADDED)]
     if VALUE in compared:
         old_value = F.col(olds[compared.index(VALUE)])
+        if VALUE in unsigned:
+            old_value = old_value.cast("string")
         columns.append(F.when(as_issue & ~added, old_value).alias(PREVIOUS_VALUE))
     both = (rows.withColumn("output", F.explode(F.array(F.lit("issues"), F.lit("removals"))))
             .filter(keep)
@@ -240,7 +265,8 @@ def run(spark, partitions, result, key, ignore, dates=None):
     stored, partition_column = check_records(records, key, ignore)
     pairs = plan_pairs(records, parse_dates(dates) if dates else (lambda _: True))
     rows = read_rows(spark, partitions, records, pairs, stored)
-    frame = diff(spark, rows, stored, partition_column, key, ignore, pairs)
+    frame = diff(spark, rows, stored, partition_column, key, ignore, pairs,
+                 unsigned_columns(records[pairs[0][0]]))
     try:
         (frame.write.mode("overwrite").option("compression", "zstd")
          .partitionBy("output", "date").parquet(result))

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
+use crate::config::layout::TimeColumn;
 use crate::config::target::{parse_target_ddl, TargetTable};
 use crate::config::Stages;
 use crate::config::{Config, OutputFormat, PartitionFormat, DEFAULT_KEY_LIST, DEFAULT_PATTERN};
@@ -38,6 +39,7 @@ pub struct Cli {
 const EXTRACT_IGNORES: &[&str] = &[
     "key",
     "ignore_columns",
+    "time_column",
     "format",
     "chunk_rows",
     "target_table",
@@ -268,13 +270,13 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// The source of the points
+    /// The source of the points (the value of --partition-column)
     #[arg(long)]
     pub source: String,
 
-    /// The signal of the points
+    /// The signal of the points [default: every row of the source]
     #[arg(long)]
-    pub signal: String,
+    pub signal: Option<String>,
 
     /// Only these geo values (comma-separated) [default: all]
     #[arg(long, value_delimiter = ',')]
@@ -447,6 +449,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "source")]
     pub partition_column: String,
 
+    /// Column that `lag` counts from: an integer YYYYMMDD/YYYYWW column read with
+    /// time_type ('day'/'week'), or a date, datetime or timestamp column (lag in days);
+    /// `none`: issue rows without lag [default: time_value if the table has it, else none]
+    #[arg(long, value_name = "COL")]
+    pub time_column: Option<String>,
+
     /// How extraction stores the partitions (see the README for why Parquet is the default)
     #[arg(long, value_enum, default_value_t = PartitionFormat::Parquet)]
     pub partition_format: PartitionFormat,
@@ -585,6 +593,12 @@ impl RunArgs {
         config.id_column = self.id_column;
         config.ignore_columns = self.ignore_columns;
         config.partition_column = self.partition_column;
+        if let Some(time) = &self.time_column {
+            if time.is_empty() {
+                return Err("--time-column needs a column name, or none".into());
+            }
+            config.time_column = TimeColumn::parse(time);
+        }
         config.partition_format = self.partition_format;
         config.pattern = pattern;
         config.format = self.format;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
-use crate::config::layout::ColumnRoles;
+use crate::config::layout::{ColumnRoles, TimeColumn};
 use crate::config::target::TargetTable;
 use crate::values::database_url::DatabaseUrl;
 use crate::values::dates::DateSelection;
@@ -97,6 +97,8 @@ pub struct Config {
     pub ignore_columns: Vec<String>,
     /// Column whose values split the work (one partition per value).
     pub partition_column: String,
+    /// The column `lag` counts from (`--time-column`).
+    pub time_column: TimeColumn,
     pub partition_format: PartitionFormat,
     pub pattern: Regex,
     pub format: OutputFormat,
@@ -130,6 +132,7 @@ impl Config {
             key: &self.key,
             ignore: &self.ignore_columns,
             partition: &self.partition_column,
+            time: &self.time_column,
         }
     }
 
@@ -146,6 +149,7 @@ impl Config {
             id_column: "id".into(),
             ignore_columns: Vec::new(),
             partition_column: "source".into(),
+            time_column: TimeColumn::Auto,
             partition_format: PartitionFormat::Parquet,
             pattern: Regex::new(DEFAULT_PATTERN).expect("the default pattern is valid"),
             format: OutputFormat::Sql,

@@ -195,7 +195,10 @@ impl TargetPlan {
                 ));
             }
         }
-        for needed in ["issue", "lag"] {
+        let needed = ["issue"]
+            .into_iter()
+            .chain(layout.has_lag().then_some("lag"));
+        for needed in needed {
             if stored(needed).is_none() && !declared(needed) {
                 problems.push(format!(
                     "the target table `{}` has no column `{needed}`, which every issue row \
@@ -203,6 +206,14 @@ impl TargetPlan {
                     target.name
                 ));
             }
+        }
+        if !layout.has_lag() && stored("lag").is_none() && declared("lag") {
+            problems.push(format!(
+                "the target table `{}` has a column `lag`, which needs a time column to count \
+                 from, and this table has none: pass --time-column (an integer time_value \
+                 with time_type, as Epidata's, or a date column)",
+                target.name
+            ));
         }
         let mut columns = Vec::new();
         for column in &target.columns {

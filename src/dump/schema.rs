@@ -7,18 +7,53 @@ use sqlparser::ast::{ObjectName, Statement, TableObject};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
-/// How a column's values are compared and written.
+/// How a column's values are read, compared and written; the guide's table of column types
+/// (docs/types.md) says the same for users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ColumnKind {
-    /// Integer types: compared as 64-bit integers.
+    /// Integer types (`tinyint` … `bigint`, signed, and unsigned but for `bigint unsigned`;
+    /// `year`): 64-bit integers, compared by value.
     Integer,
-    /// Floating point and decimal types: compared by value (`1.50` = `1.5`).
+    /// `bigint unsigned`: unsigned 64-bit integers (0 … 2^64−1), compared by value.
+    Unsigned,
+    /// `float` and `double`: 64-bit floats, compared by value (`1.50` = `1.5`).
     Float,
-    /// Everything else (strings, dates): compared exactly as text.
+    /// `decimal(p, s)`: exact, held as its canonical text with `scale` digits after the
+    /// point (`100.10` in a `decimal(20,2)`, which is also how `100.1` reads), so that equal
+    /// text is equal value; written back bare, digit for digit.
+    Decimal { scale: u8 },
+    /// Everything else (strings, `enum`, `set`, `time`, `json`): compared exactly as text.
     Text,
+    /// `date`: text `YYYY-MM-DD`, compared as text; can be the time column of `lag`.
+    Date,
+    /// `datetime`: text `YYYY-MM-DD hh:mm:ss[.fraction]`, compared as text; can be the time
+    /// column of `lag` (by its day).
+    DateTime,
+    /// `timestamp`: as `DateTime`, in UTC as the dump writes it (under `TIME_ZONE='+00:00'`,
+    /// which the SQL output sets too).
+    Timestamp,
     /// Binary strings (`binary`, `varbinary`, the blobs, `bit`, spatial types): compared
     /// byte for byte, whatever literal spelled them; they need not be UTF-8.
     Binary,
+}
+
+impl ColumnKind {
+    /// Kinds held as text (strings in frames, quoted literals in SQL).
+    pub fn is_text(self) -> bool {
+        matches!(
+            self,
+            ColumnKind::Text | ColumnKind::Date | ColumnKind::DateTime | ColumnKind::Timestamp
+        )
+    }
+
+    /// Kinds whose values begin with a day (`YYYY-MM-DD`): the time columns a lag can be
+    /// counted from in days.
+    pub fn is_dated(self) -> bool {
+        matches!(
+            self,
+            ColumnKind::Date | ColumnKind::DateTime | ColumnKind::Timestamp
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,23 +129,45 @@ pub fn parse_insert_head(head: &str) -> Result<InsertHead, String> {
     }
 }
 
-/// Classifies a MySQL type by its name; unknown types compare as text, which is exact.
-/// The binary types are those whose values `mysqldump` writes as `_binary '…'` or, with
-/// `--hex-blob`, as `0x…`.
+/// Classifies a MySQL type as `CREATE TABLE` declares it (`bigint(20) unsigned`,
+/// `decimal(30,10)`); unknown types compare as text, which is exact. The binary types are
+/// those whose values `mysqldump` writes as `_binary '…'` or, with `--hex-blob`, as `0x…`.
 fn kind_of(data_type: &str) -> ColumnKind {
     let lower = data_type.to_ascii_lowercase();
     let base = lower.split(['(', ' ']).next().unwrap_or("");
+    let unsigned = lower.split([' ', ')']).any(|word| word == "unsigned");
     match base {
+        "bigint" | "int8" if unsigned => ColumnKind::Unsigned,
         "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "bool"
-        | "boolean" | "int2" | "int4" | "int8" => ColumnKind::Integer,
-        "float" | "double" | "real" | "decimal" | "dec" | "numeric" | "float4" | "float8" => {
-            ColumnKind::Float
+        | "boolean" | "int1" | "int2" | "int3" | "int4" | "int8" | "middleint" | "year" => {
+            ColumnKind::Integer
         }
+        "float" | "double" | "real" | "float4" | "float8" => ColumnKind::Float,
+        "decimal" | "dec" | "numeric" | "fixed" => ColumnKind::Decimal {
+            scale: decimal_scale(&lower),
+        },
+        "date" => ColumnKind::Date,
+        "datetime" => ColumnKind::DateTime,
+        "timestamp" => ColumnKind::Timestamp,
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "bit"
         | "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
         | "multipolygon" | "geometrycollection" => ColumnKind::Binary,
         _ => ColumnKind::Text,
     }
+}
+
+/// The scale of `decimal(p, s)`: `s`; 0 for `decimal(p)` and `decimal`, as MySQL reads them.
+fn decimal_scale(lower: &str) -> u8 {
+    let Some(arguments) = lower
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(inside, _)| inside)
+    else {
+        return 0;
+    };
+    (arguments.split(',').nth(1))
+        .and_then(|scale| scale.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -140,8 +197,8 @@ mod tests {
                 ("source", ColumnKind::Text),
                 ("time_value", ColumnKind::Integer),
                 ("value", ColumnKind::Float),
-                ("d", ColumnKind::Float),
-                ("n", ColumnKind::Integer),
+                ("d", ColumnKind::Decimal { scale: 2 }),
+                ("n", ColumnKind::Unsigned),
                 ("c", ColumnKind::Text),
             ]
         );
@@ -168,6 +225,60 @@ mod tests {
             [
                 Integer, Binary, Binary, Binary, Binary, Binary, Binary, Binary, Binary, Binary,
                 Binary, Text
+            ]
+        );
+    }
+
+    #[test]
+    fn every_type_mariadb_dump_declares() {
+        use ColumnKind::*;
+        for (declared, kind) in [
+            ("bigint(20) unsigned", Unsigned),
+            ("BIGINT(20) UNSIGNED ZEROFILL", Unsigned),
+            ("bigint(20)", Integer),
+            ("int(10) unsigned", Integer),
+            ("tinyint(3) unsigned", Integer),
+            ("mediumint(8) unsigned", Integer),
+            ("year(4)", Integer),
+            ("YEAR", Integer),
+            ("decimal(30,10)", Decimal { scale: 10 }),
+            ("DECIMAL(20, 2)", Decimal { scale: 2 }),
+            ("decimal(10,0)", Decimal { scale: 0 }),
+            ("decimal(5)", Decimal { scale: 0 }),
+            ("decimal", Decimal { scale: 0 }),
+            ("numeric(65,30)", Decimal { scale: 30 }),
+            ("decimal(12,4) unsigned", Decimal { scale: 4 }),
+            ("float", Float),
+            ("double", Float),
+            ("date", Date),
+            ("datetime(3)", DateTime),
+            ("timestamp(6)", Timestamp),
+            ("time(3)", Text),
+            ("enum('x','y')", Text),
+            ("set('a','b')", Text),
+            ("json", Text),
+            ("longtext", Text),
+            ("bit(10)", Binary),
+        ] {
+            assert_eq!(kind_of(declared), kind, "{declared}");
+        }
+        // As sqlparser prints them back from a dump's CREATE TABLE.
+        let table = parse_create_table(
+            "CREATE TABLE `t` (`a` bigint(20) unsigned DEFAULT NULL, `b` decimal(30,10) \
+             DEFAULT NULL, `c` year(4) DEFAULT NULL, `d` datetime(3) DEFAULT NULL, \
+             `e` timestamp(6) NULL DEFAULT NULL, `f` set('a','b') DEFAULT NULL)",
+        )
+        .unwrap();
+        let kinds: Vec<_> = table.columns.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                Unsigned,
+                Decimal { scale: 10 },
+                Integer,
+                DateTime,
+                Timestamp,
+                Text
             ]
         );
     }

@@ -44,6 +44,11 @@ pub fn asof(args: &AsofArgs) -> Result<usize> {
                 layout.names().collect::<Vec<_>>(),
             )
         }
+        Some(_) if !layout.has_lag() => bail!(
+            "--lag needs issue rows with a lag, and the output in {} has none: its table \
+             has no time column (see --time-column)",
+            args.out.display()
+        ),
         Some(lag) => {
             let filter = match args.signal.is_empty() {
                 true => RowFilter::default(),
@@ -59,7 +64,14 @@ pub fn asof(args: &AsofArgs) -> Result<usize> {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    write_rows(&mut out, &frame, names, args.format, &config.target_table)?;
+    write_rows(
+        &mut out,
+        &frame,
+        names,
+        Some(layout),
+        args.format,
+        &config.target_table,
+    )?;
     out.flush()?;
     Ok(frame.height())
 }

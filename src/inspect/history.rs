@@ -1,15 +1,15 @@
 //! `migrate history`: how some numbers were revised. Every issue of the chosen points of one
-//! signal, from the output alone, in order: the point's key, `issue`, `lag`, the compared
+//! source (of one signal), from the output alone, in order: the point's key, `issue`, `lag`, the compared
 //! columns, and what changed since the point's previous issue. Removals are listed too, as
 //! they end a point's run of issues.
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use polars::prelude::*;
 
-use crate::config::layout::Layout;
-use crate::inspect::events::{read_events, REMOVED};
+use crate::config::layout::{Layout, Time};
+use crate::inspect::events::{issue_and_lag, read_events, REMOVED};
 use crate::inspect::output::Output;
 use crate::inspect::row_filter::RowFilter;
 use crate::stages::diff::{sort_by_key, text_as_strings};
@@ -19,8 +19,10 @@ use crate::values::epiweek::{date_from_yyyymmdd, yyyymmdd, Epiweek};
 /// The points to list.
 pub struct HistoryRequest {
     pub out: PathBuf,
+    /// The value of the partition column (`source` in Epidata's tables).
     pub source: String,
-    pub signal: String,
+    /// Only this signal (the key's `signal` column); None: every row of the source.
+    pub signal: Option<String>,
     /// Geo values; empty: all.
     pub geo_values: Vec<String>,
     /// An inclusive range of `time_value`, as stored (YYYYMMDD or YYYYWW); None: all.
@@ -33,24 +35,31 @@ pub const CHANGED: &str = "changed";
 /// `value` minus its value in the previous issue (NULL when either is NULL).
 pub const VALUE_CHANGE: &str = "value_change";
 
-/// The history: the key columns but the source and signal, `issue`, `lag`, the compared
-/// columns, `CHANGED` and (for a table with a compared `value`) `VALUE_CHANGE`; sorted by
-/// point, then backup. Text columns are strings.
+/// The history: the key columns but the source (and the signal, when one is asked),
+/// `issue`, `lag` (with a time column), the compared columns, `CHANGED` and (for a table
+/// with a compared double `value`) `VALUE_CHANGE`; sorted by point, then backup. Text
+/// columns are strings.
 pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
     let output = Output::open(&request.out)?;
     let layout = &output.layout;
     let key = layout.key_names();
-    for needed in ["signal", "geo_value"] {
-        if !key.contains(&needed) {
-            bail!("history needs a `{needed}` column in the key");
+    let asked = [
+        ("signal", "--signal", request.signal.is_some()),
+        ("geo_value", "--geo", !request.geo_values.is_empty()),
+    ];
+    for (needed, option, given) in asked {
+        if given && !key.contains(&needed) {
+            bail!("{option} needs a `{needed}` column in the key");
         }
     }
-    let time_value = key_name(layout, layout.time_value);
     let mut filter = RowFilter::default()
-        .one_of("signal", std::slice::from_ref(&request.signal))
+        .one_of("signal", request.signal.as_slice())
         .one_of("geo_value", &request.geo_values);
     if let Some((low, high)) = request.time_values {
-        filter = filter.between(time_value, low, high);
+        let Time::Typed { time_value, .. } = layout.time else {
+            bail!("--time-value needs an integer time column read with time_type (time_value)");
+        };
+        filter = filter.between(key_name(layout, time_value), low, high);
     }
     let stem = file_stem(&request.source);
     let dates = dates_to_read(&output, &request.source, request.time_values)?;
@@ -58,9 +67,13 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
     let events = read_events(&output, &stem, &dates, &filter, scratch.path())?;
     if events.height() == 0 {
         bail!(
-            "no issues of source {}, signal {}{}{} in the output",
+            "no issues of {} {}{}{}{} in the output",
+            key_name(layout, layout.partition),
             request.source,
-            request.signal,
+            match &request.signal {
+                Some(signal) => format!(", signal {signal}"),
+                None => String::new(),
+            },
             match request.geo_values.is_empty() {
                 true => String::new(),
                 false => format!(", geo {}", request.geo_values.join(",")),
@@ -74,25 +87,26 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
     }
     // Stable: the events of one point stay in backup order.
     let events = text_as_strings(sort_by_key(events.lazy(), layout).collect()?)?;
-    with_changes(events, layout)
+    with_changes(events, layout, request.signal.is_some())
 }
 
 fn key_name(layout: &Layout, index: usize) -> &str {
     layout.columns[index].name.as_str()
 }
 
-/// The key columns that tell the listed points apart: all but the source and the signal.
-fn point_columns(layout: &Layout) -> Vec<&str> {
+/// The key columns that tell the listed points apart: all but the source and (when only
+/// one is listed) the signal.
+fn point_columns(layout: &Layout, one_signal: bool) -> Vec<&str> {
     let source = key_name(layout, layout.partition);
     (layout.key_names().into_iter())
-        .filter(|k| *k != source && *k != "signal")
+        .filter(|k| *k != source && !(one_signal && *k == "signal"))
         .collect()
 }
 
 /// Adds `CHANGED` and `VALUE_CHANGE` to events sorted by point and backup, and keeps the
 /// columns a history shows.
-fn with_changes(events: DataFrame, layout: &Layout) -> Result<DataFrame> {
-    let points = point_columns(layout);
+fn with_changes(events: DataFrame, layout: &Layout, one_signal: bool) -> Result<DataFrame> {
+    let points = point_columns(layout, one_signal);
     let compared = layout.compared_names();
     let removed = events.column(REMOVED)?.bool()?;
     let point_of = |row: usize| -> Result<Vec<AnyValue<'_>>> {
@@ -105,9 +119,9 @@ fn with_changes(events: DataFrame, layout: &Layout) -> Result<DataFrame> {
         .collect::<PolarsResult<_>>()?;
     let value = compared
         .contains(&"value")
-        .then(|| events.column("value").and_then(|c| c.f64().cloned()))
-        .transpose()
-        .map_err(|_| anyhow!("the `value` column is not a double"))?;
+        .then(|| events.column("value"))
+        .transpose()?
+        .and_then(|c| c.f64().ok().cloned());
     let mut changed: Vec<String> = Vec::with_capacity(events.height());
     let mut value_change: Vec<Option<f64>> = Vec::with_capacity(events.height());
     let mut previous_point = None;
@@ -143,7 +157,7 @@ fn with_changes(events: DataFrame, layout: &Layout) -> Result<DataFrame> {
         previous_point = Some(point);
     }
     let shown = (points.iter().copied())
-        .chain(["issue", "lag"])
+        .chain(issue_and_lag(layout))
         .chain(compared.iter().copied());
     let mut frame = events.select(shown)?;
     frame.with_column(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
 
-use crate::config::layout::Layout;
+use crate::config::layout::{Layout, Time};
 use crate::config::target::MISSING_DELETED;
 use crate::dump::{ColumnKind, DumpReader, Event};
 use crate::inspect::row_filter::{FieldFilter, RowFilter};
@@ -17,12 +17,17 @@ use crate::stages::diff::{
 };
 use crate::stages::extract::write_field;
 use crate::values::binary;
+use crate::values::epiweek::yyyymmdd;
+use crate::values::lag::{day_of, issue_and_lag, issue_and_lag_of_day};
 
-/// Columns of an issues file: the stored columns, then `issue` and `lag`.
+/// Columns of an issues file: the stored columns, then `issue` and (with a time column)
+/// `lag`.
 fn issues_schema(layout: &Layout) -> Schema {
     let mut schema = schema(layout);
     schema.insert(PlSmallStr::from("issue"), DataType::Int64);
-    schema.insert(PlSmallStr::from("lag"), DataType::Int64);
+    if layout.has_lag() {
+        schema.insert(PlSmallStr::from("lag"), DataType::Int64);
+    }
     schema
 }
 
@@ -68,7 +73,7 @@ pub fn read_issues_where(
     };
     if path.extension().is_some_and(|e| e == "sql") {
         let csv = scratch.join("issues-from-sql.csv");
-        sql_to_csv(path, &schema, &csv, filter)?;
+        sql_to_csv(path, layout, &schema, &csv, filter)?;
         return read_csv(&csv, schema);
     }
     let frame = if is_parquet(path) {
@@ -88,20 +93,22 @@ fn filtered(frame: DataFrame, filter: &RowFilter) -> Result<DataFrame> {
 
 /// Rewrites the INSERT statements of an issues SQL file as CSV in the partition format, so
 /// both output formats are read the same way; rows `filter` rejects are skipped.
-fn sql_to_csv(path: &Path, schema: &Schema, csv: &Path, filter: &RowFilter) -> Result<()> {
+fn sql_to_csv(
+    path: &Path,
+    layout: &Layout,
+    schema: &Schema,
+    csv: &Path,
+    filter: &RowFilter,
+) -> Result<()> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = DumpReader::new(std::io::BufReader::new(file));
     let mut out = std::io::BufWriter::new(std::fs::File::create(csv)?);
     let names: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
-    let kinds: Vec<ColumnKind> = schema
-        .iter_values()
-        .map(|dtype| match dtype {
-            DataType::Int64 => ColumnKind::Integer,
-            DataType::Float64 => ColumnKind::Float,
-            DataType::Binary => ColumnKind::Binary,
-            _ => ColumnKind::Text,
-        })
+    // The stored columns as the table declares them, then `issue` and `lag`.
+    let kinds: Vec<ColumnKind> = (layout.columns.iter().map(|c| c.kind))
+        .chain(std::iter::repeat(ColumnKind::Integer))
+        .take(names.len())
         .collect();
     writeln!(out, "{}", names.join(","))?;
     let mut map: Vec<usize> = Vec::new();
@@ -299,34 +306,62 @@ pub fn check_issue_and_lag(
     date: chrono::NaiveDate,
 ) -> Result<Vec<String>> {
     let names: Vec<&str> = layout.names().collect();
-    let time_type = issues
-        .column(names[layout.time_type])?
-        .cast(&DataType::String)?;
-    let time_type = time_type.str()?;
-    let time_value = issues.column(names[layout.time_value])?.i64()?;
     let issue = issues.column("issue")?.i64()?;
-    let lag = issues.column("lag")?.i64()?;
+    let lag = match layout.has_lag() {
+        true => Some(issues.column("lag")?.i64()?),
+        false => None,
+    };
+    // The time columns as text and integers, as the rows hold them.
+    let text = |index: usize| -> Result<StringChunked> {
+        let column = issues.column(names[index])?.cast(&DataType::String)?;
+        Ok(column.str()?.clone())
+    };
+    let (kinds, days) = match layout.time {
+        Time::Typed { time_type, .. } => (Some(text(time_type)?), None),
+        Time::Dated(index) => (None, Some(text(index)?)),
+        Time::None => (None, None),
+    };
+    let values = match layout.time {
+        Time::Typed { time_value, .. } => Some(issues.column(names[time_value])?.i64()?),
+        _ => None,
+    };
     let keys = text_keys(issues, layout)?;
     let mut wrong = Vec::new();
     for i in 0..issues.height() {
-        let (Some(kind), Some(value)) = (time_type.get(i), time_value.get(i)) else {
-            bail!("an issue row has no time_type or time_value");
+        let expected = match layout.time {
+            Time::None => (yyyymmdd(date), None),
+            Time::Typed { .. } => {
+                let kind = kinds.as_ref().and_then(|k| k.get(i));
+                let value = values.and_then(|v| v.get(i));
+                let (Some(kind), Some(value)) = (kind, value) else {
+                    bail!("an issue row has no time_type or time_value");
+                };
+                let (issue, lag) = issue_and_lag(kind, value, date).map_err(|e| anyhow!(e))?;
+                (issue, Some(lag))
+            }
+            Time::Dated(index) => {
+                let text = days.as_ref().and_then(|d| d.get(i));
+                let Some(day) = text.and_then(day_of) else {
+                    bail!("an issue row has no date in {}", names[index]);
+                };
+                let (issue, lag) = issue_and_lag_of_day(day, date);
+                (issue, Some(lag))
+            }
         };
-        let expected =
-            crate::values::lag::issue_and_lag(kind, value, date).map_err(|e| anyhow!(e))?;
         let found = (
             issue.get(i).unwrap_or(i64::MIN),
-            lag.get(i).unwrap_or(i64::MIN),
+            lag.map(|lag| lag.get(i).unwrap_or(i64::MIN)),
         );
         if found != expected {
             let key = describe_keys(&keys.slice(i as i64, 1), 1)?.remove(0);
+            let lag_text = |lag: Option<i64>| lag.map_or(String::new(), |l| format!(" lag {l}"));
             wrong.push(format!(
-                "{key}: issue {} lag {} in the file of {}, expected issue {} lag {}",
+                "{key}: issue {}{} in the file of {}, expected issue {}{}",
                 found.0,
-                found.1,
+                lag_text(found.1),
                 date.format("%Y%m%d"),
                 expected.0,
-                expected.1
+                lag_text(expected.1)
             ));
         }
     }

@@ -28,7 +28,12 @@ pub fn write_text_table(out: &mut dyn Write, frame: &DataFrame) -> Result<()> {
         .map(|c| c.iter().map(|t| t.chars().count()).max().unwrap_or(0))
         .collect();
     let numeric: Vec<bool> = (columns.iter())
-        .map(|c| matches!(c.dtype(), DataType::Int64 | DataType::Float64))
+        .map(|c| {
+            matches!(
+                c.dtype(),
+                DataType::Int64 | DataType::UInt64 | DataType::Float64
+            )
+        })
         .collect();
     for row in 0..=frame.height() {
         let mut line = String::new();

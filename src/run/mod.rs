@@ -17,7 +17,7 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::config::target::TargetPlan;
-use crate::config::{Config, Stages};
+use crate::config::{Config, PartitionFormat, Stages};
 use crate::dump::TableDef;
 use crate::run::extracting::extract_pending;
 use crate::run::plan::{DiffUnit, Plan};
@@ -26,7 +26,7 @@ use crate::run::schedule::{
     buckets_for, current_rss, estimate_diff_bytes, memory_budget, run_within_budget,
 };
 use crate::stages::diff::spark::SparkResult;
-use crate::stages::diff::{combine, diff, on_this_thread, read_diff_input};
+use crate::stages::diff::{bucket_column, combine, diff, on_this_thread, read_diff_input};
 use crate::stages::emit::{write_issues, write_removals, EmitContext};
 use crate::stages::extract::PartitionInfo;
 use crate::values::backfill::{Backfill, Revisions};
@@ -68,6 +68,13 @@ pub struct RunSummary {
     pub gaps: Vec<String>,
     pub sql_bytes: u64,
     pub sources: BTreeMap<String, SourceSummary>,
+    /// What `lag` counts (`--time-column`), or that there is none; left out by a run that
+    /// only extracts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<String>,
+    /// True when the issue rows have no `lag` (no time column): printed, not saved.
+    #[serde(skip)]
+    pub no_lag: bool,
     /// Units this run did, units it found finished, and its time: printed, not saved.
     #[serde(skip)]
     pub units_run: usize,
@@ -136,8 +143,13 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
         units_run += ran;
         units_reused += reused;
     }
-    let summary = summarize(&plan, &records, units_run, units_reused, started);
+    let mut summary = summarize(&plan, &records, units_run, units_reused, started);
     if stages != Stages::Extract {
+        if let Some(info) = plan.extracts.last().and_then(|u| u.done.as_ref()) {
+            let layout = info.layout(config)?;
+            summary.lag = Some(layout.lag_description());
+            summary.no_lag = !layout.has_lag();
+        }
         let json = serde_json::to_string_pretty(&summary)? + "\n";
         write_file(&paths.summary, |out| Ok(out.write_all(json.as_bytes())?))?;
         let last = plan.extracts.last().and_then(|u| u.done.as_ref());
@@ -148,6 +160,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
                 id_column: config.id_column.clone(),
                 partition_column: config.partition_column.clone(),
                 ignore_columns: config.ignore_columns.clone(),
+                time_column: config.time_column.clone(),
                 target_table: config.target_table.clone(),
                 target_definition: config.target.as_ref().map(|t| t.definition.clone()),
             };
@@ -252,7 +265,20 @@ fn diff_all(
                 records.push(record);
             }
             None => {
-                let buckets = buckets_for(unit.rows, budget);
+                let mut buckets = buckets_for(unit.rows, budget);
+                if buckets > 1 {
+                    let info = plan.extracts[unit.index].done.as_ref().expect("extracted");
+                    let parquet = config.partition_format == PartitionFormat::Parquet;
+                    if bucket_column(&info.layout(config)?, parquet).is_none() {
+                        warn!(
+                            "{} {}: too large for the memory budget, but CSV partitions of a \
+                             table whose key has no integer column cannot be split; it runs \
+                             whole (extract with --partition-format parquet to split it)",
+                            unit.inputs.date, unit.source
+                        );
+                        buckets = 1;
+                    }
+                }
                 let estimate = estimate_diff_bytes(unit.rows / buckets as u64);
                 debug!(
                     "{} {}: {} rows in both partitions, estimated peak {:.0} MB{}",
@@ -692,6 +718,8 @@ fn summarize(
             .map(|i| i.sql_bytes)
             .sum(),
         sources,
+        lag: None,
+        no_lag: false,
         units_run,
         units_reused,
         seconds: started.elapsed().as_secs_f64(),

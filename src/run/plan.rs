@@ -125,6 +125,7 @@ impl Plan {
             current: current.inputs.clone(),
             key: config.key.clone(),
             ignore_columns: config.ignore_columns.clone(),
+            time_column: config.time_column.clone(),
             target_table: config.target_table.clone(),
             format: config.format.extension().to_string(),
             chunk_rows: config.chunk_rows,

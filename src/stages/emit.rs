@@ -1,7 +1,8 @@
 //! Stage 4, emit: issue rows and removals of one source and backup pair to files, as SQL
 //! INSERT statements (loadable into the migrated table: the table's columns but the id,
-//! then `issue` and `lag`) or CSV. Numbers are written the way mariadb-dump writes them,
-//! binary values as hex (`binary.rs`).
+//! then `issue` and `lag`) or CSV. Numbers are written the way mariadb-dump writes them
+//! (decimals digit for digit, as their canonical text), binary values as hex
+//! (`binary.rs`).
 
 use std::io::Write;
 use std::path::Path;
@@ -10,24 +11,28 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::NaiveDate;
 use polars::prelude::{
     BinaryChunked, DataFrame, DataType, Float64Chunked, Int64Chunked, IntoColumn, ParquetWriter,
-    StringChunked,
+    StringChunked, UInt64Chunked,
 };
 
-use crate::config::layout::Layout;
+use crate::config::layout::{Layout, Time};
 use crate::config::target::{Fill, TargetPlan, MISSING_DELETED, MISSING_OTHER};
 use crate::config::OutputFormat;
+use crate::dump::ColumnKind;
 use crate::stages::diff::{ADDED, PREVIOUS_VALUE, VALUE};
 use crate::values::backfill::Revisions;
 use crate::values::binary;
 use crate::values::epiweek::yyyymmdd;
-use crate::values::lag::issue_and_lag;
+use crate::values::lag::{day_of, issue_and_lag, issue_and_lag_of_day};
 use crate::workdir::atomic::Staging;
 
 /// One column's values, typed.
 enum Cells {
     Text(StringChunked),
     Integer(Int64Chunked),
+    Unsigned(UInt64Chunked),
     Float(Float64Chunked),
+    /// A decimal column's canonical text.
+    Decimal(StringChunked),
     Binary(BinaryChunked),
 }
 
@@ -37,16 +42,24 @@ enum Cell<'a> {
     Null,
     Text(&'a str),
     Integer(i64),
+    Unsigned(u64),
     Float(f64),
+    /// Written bare, digit for digit.
+    Decimal(&'a str),
     Binary(&'a [u8]),
 }
 
 impl Cells {
-    fn of(frame: &DataFrame, name: &str) -> Result<Cells> {
+    /// The column `name` of `frame`; `layout` tells which text columns are decimals.
+    fn of(frame: &DataFrame, name: &str, layout: Option<&Layout>) -> Result<Cells> {
         let series = frame.column(name)?.as_materialized_series();
+        let kind = layout.and_then(|l| l.columns.iter().find(|c| c.name == name));
+        let is_decimal = kind.is_some_and(|c| matches!(c.kind, ColumnKind::Decimal { .. }));
         Ok(match series.dtype() {
+            DataType::String if is_decimal => Cells::Decimal(series.str()?.clone()),
             DataType::String => Cells::Text(series.str()?.clone()),
             DataType::Int64 => Cells::Integer(series.i64()?.clone()),
+            DataType::UInt64 => Cells::Unsigned(series.u64()?.clone()),
             DataType::Float64 => Cells::Float(series.f64()?.clone()),
             DataType::Binary => Cells::Binary(series.binary()?.clone()),
             other => bail!("column {name} has the unexpected type {other}"),
@@ -57,7 +70,9 @@ impl Cells {
         let cell = match self {
             Cells::Text(c) => c.get(row).map(Cell::Text),
             Cells::Integer(c) => c.get(row).map(Cell::Integer),
+            Cells::Unsigned(c) => c.get(row).map(Cell::Unsigned),
             Cells::Float(c) => c.get(row).map(Cell::Float),
+            Cells::Decimal(c) => c.get(row).map(Cell::Decimal),
             Cells::Binary(c) => c.get(row).map(Cell::Binary),
         };
         cell.unwrap_or(Cell::Null)
@@ -81,7 +96,8 @@ pub struct EmitContext<'a> {
 }
 
 impl EmitContext<'_> {
-    /// The columns of an output row and where each comes from.
+    /// The columns of an output row and where each comes from: without a time column,
+    /// no `lag`.
     fn fills(&self) -> Vec<(&str, Fill)> {
         match self.target {
             Some(plan) => plan
@@ -91,11 +107,39 @@ impl EmitContext<'_> {
                 .collect(),
             None => (self.layout.names().enumerate())
                 .map(|(i, name)| (name, Fill::Stored(i)))
-                .chain([("issue", Fill::Issue), ("lag", Fill::Lag)])
+                .chain([("issue", Fill::Issue)])
+                .chain(self.layout.has_lag().then_some(("lag", Fill::Lag)))
                 .collect(),
         }
     }
 }
+
+/// The session settings a SQL file starts with, as mariadb-dump's do, so that it loads
+/// the same values whatever the client's defaults: the text is UTF-8 (utf8mb4), and a
+/// table with `timestamp` columns has them in UTC, as the dump wrote them.
+fn write_sql_preamble(out: &mut dyn Write, layout: Option<&Layout>) -> Result<()> {
+    writeln!(out, "/*!40101 SET NAMES utf8mb4 */;")?;
+    if has_timestamps(layout) {
+        writeln!(
+            out,
+            "/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */;\n/*!40103 SET TIME_ZONE='+00:00' */;"
+        )?;
+    }
+    Ok(())
+}
+
+/// What `write_sql_preamble` changed, set back.
+fn write_sql_epilogue(out: &mut dyn Write, layout: Option<&Layout>) -> Result<()> {
+    if has_timestamps(layout) {
+        writeln!(out, "/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;")?;
+    }
+    Ok(())
+}
+
+fn has_timestamps(layout: Option<&Layout>) -> bool {
+    layout.is_some_and(|l| l.columns.iter().any(|c| c.kind == ColumnKind::Timestamp))
+}
+
 /// Writes rows as CSV with a header, or as INSERT statements of at most `chunk_rows` rows.
 struct RowWriter<'a> {
     format: OutputFormat,
@@ -190,8 +234,10 @@ fn quote_name(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-fn cells_of(frame: &DataFrame, names: &[&str]) -> Result<Vec<Cells>> {
-    names.iter().map(|name| Cells::of(frame, name)).collect()
+fn cells_of(frame: &DataFrame, names: &[&str], layout: Option<&Layout>) -> Result<Vec<Cells>> {
+    (names.iter())
+        .map(|name| Cells::of(frame, name, layout))
+        .collect()
 }
 
 /// What writing a unit's issue rows found.
@@ -213,7 +259,7 @@ pub fn write_issues(
     ctx: &EmitContext,
 ) -> Result<IssueStats> {
     let names: Vec<&str> = ctx.layout.names().collect();
-    let columns = cells_of(issues, &names)?;
+    let columns = cells_of(issues, &names, Some(ctx.layout))?;
     let added = issues.column(ADDED)?.bool()?.clone();
     let float_column = |name: &str| -> Option<Float64Chunked> {
         let column = issues.column(name).ok()?;
@@ -237,18 +283,24 @@ pub fn write_issues(
     let mut issue_lag = Vec::with_capacity(issues.height());
     for row in 0..issues.height() {
         let (issue, lag) = issue_and_lag_of(&|i| columns[i].get(row), ctx)?;
-        stats.from_the_future += usize::from(lag < 0);
-        if added.get(row) == Some(false) {
-            let at = |c: &Option<Float64Chunked>| c.as_ref().and_then(|c| c.get(row));
-            stats.revisions.record(lag, at(&value), at(&previous));
+        if let Some(lag) = lag {
+            stats.from_the_future += usize::from(lag < 0);
+            if added.get(row) == Some(false) {
+                let at = |c: &Option<Float64Chunked>| c.as_ref().and_then(|c| c.get(row));
+                stats.revisions.record(lag, at(&value), at(&previous));
+            }
         }
         issue_lag.push((issue, lag));
     }
     if ctx.format == OutputFormat::Parquet {
         let mut frame = issues.select(names)?;
-        let (issue, lag): (Vec<i64>, Vec<i64>) = issue_lag.into_iter().unzip();
+        let (issue, lag): (Vec<i64>, Vec<Option<i64>>) = issue_lag.into_iter().unzip();
         frame.with_column(Int64Chunked::from_vec("issue".into(), issue).into_column())?;
-        frame.with_column(Int64Chunked::from_vec("lag".into(), lag).into_column())?;
+        if ctx.layout.has_lag() {
+            let lag = lag.into_iter().map(|lag| lag.expect("a lag")).collect();
+            let lag = Int64Chunked::from_vec("lag".into(), lag);
+            frame.with_column(lag.into_column())?;
+        }
         write_parquet(ctx.files, path, &mut frame)?;
         return Ok(stats);
     }
@@ -267,6 +319,7 @@ pub fn write_issues(
                 ctx.source,
                 ctx.date.format("%Y%m%d"),
             )?;
+            write_sql_preamble(out, Some(ctx.layout))?;
         }
         let mut writer = RowWriter::start(
             out,
@@ -285,7 +338,7 @@ pub fn write_issues(
         }
         writer.finish(out)?;
         if let Some(plan) = ctx.target.filter(|p| p.maintains_latest || p.removal_rows) {
-            let removed_columns = cells_of(removed, &names)?;
+            let removed_columns = cells_of(removed, &names, Some(ctx.layout))?;
             if plan.removal_rows {
                 writeln!(
                     out,
@@ -306,6 +359,9 @@ pub fn write_issues(
             }
             latest.write_unflag_older(out)?;
         }
+        if ctx.format == OutputFormat::Sql {
+            write_sql_epilogue(out, Some(ctx.layout))?;
+        }
         Ok(())
     })?;
     Ok(stats)
@@ -319,7 +375,7 @@ fn fill_row<'c>(
     fills: &[(&str, Fill)],
     stored: &dyn Fn(usize) -> Cell<'c>,
     issue: i64,
-    lag: i64,
+    lag: Option<i64>,
     deleted: bool,
     ctx: &EmitContext,
 ) -> Result<()> {
@@ -330,7 +386,8 @@ fn fill_row<'c>(
             Fill::Stored(i) if deleted && has_code(i) => Cell::Null,
             Fill::Stored(i) => stored(i),
             Fill::Issue => Cell::Integer(issue),
-            Fill::Lag => Cell::Integer(lag),
+            // The target plan refuses a `lag` column without a time column.
+            Fill::Lag => lag.map_or(Cell::Null, Cell::Integer),
             Fill::LatestIssue => Cell::Integer(1),
             Fill::Wip(signal) => {
                 let wip = matches!(stored(signal), Cell::Text(s) if TargetPlan::is_wip(s));
@@ -366,7 +423,9 @@ fn describe_cell(cell: Cell) -> String {
         Cell::Null => "NULL".into(),
         Cell::Text(t) => format!("'{t}'"),
         Cell::Integer(v) => v.to_string(),
+        Cell::Unsigned(v) => v.to_string(),
         Cell::Float(v) => format_float(v),
+        Cell::Decimal(v) => v.to_string(),
         Cell::Binary(b) => format!("0x{}", binary::to_hex(b)),
     }
 }
@@ -499,14 +558,23 @@ pub fn write_table(
     format: OutputFormat,
     table: &str,
 ) -> Result<()> {
-    write_rows(out, frame, layout.names().collect(), format, table)
+    write_rows(
+        out,
+        frame,
+        layout.names().collect(),
+        Some(layout),
+        format,
+        table,
+    )
 }
 
-/// Writes the columns `names` of a frame's rows (text, integer and double columns).
+/// Writes the columns `names` of a frame's rows: the table's columns (`layout` says how,
+/// decimals bare in SQL) and others such as `issue` and `lag`.
 pub fn write_rows(
     out: &mut dyn Write,
     frame: &DataFrame,
     names: Vec<&str>,
+    layout: Option<&Layout>,
     format: OutputFormat,
     table: &str,
 ) -> Result<()> {
@@ -514,24 +582,51 @@ pub fn write_rows(
         ParquetWriter::new(out).finish(&mut frame.select(names)?)?;
         return Ok(());
     }
-    let columns = cells_of(frame, &names)?;
+    let columns = cells_of(frame, &names, layout)?;
+    if format == OutputFormat::Sql {
+        write_sql_preamble(out, layout)?;
+    }
     let mut writer = RowWriter::start(out, format, table, names, 1000, &[])?;
     for row in 0..frame.height() {
         writer.row(out, columns.iter().map(|c| c.get(row)))?;
     }
-    writer.finish(out)
+    writer.finish(out)?;
+    if format == OutputFormat::Sql {
+        write_sql_epilogue(out, layout)?;
+    }
+    Ok(())
 }
 
+/// The `issue` and `lag` of a row of the backup `ctx.date` (no lag without a time column).
 fn issue_and_lag_of<'c>(
     stored: &dyn Fn(usize) -> Cell<'c>,
     ctx: &EmitContext,
-) -> Result<(i64, i64)> {
-    let (Cell::Text(kind), Cell::Integer(value)) =
-        (stored(ctx.layout.time_type), stored(ctx.layout.time_value))
-    else {
-        bail!("a row has no time_type or time_value (NULL), so its lag is undefined");
-    };
-    issue_and_lag(kind, value, ctx.date).map_err(|e| anyhow!("{e}"))
+) -> Result<(i64, Option<i64>)> {
+    match ctx.layout.time {
+        Time::None => Ok((yyyymmdd(ctx.date), None)),
+        Time::Typed {
+            time_type,
+            time_value,
+        } => {
+            let (Cell::Text(kind), Cell::Integer(value)) = (stored(time_type), stored(time_value))
+            else {
+                bail!("a row has no time_type or time_value (NULL), so its lag is undefined");
+            };
+            let (issue, lag) = issue_and_lag(kind, value, ctx.date).map_err(|e| anyhow!("{e}"))?;
+            Ok((issue, Some(lag)))
+        }
+        Time::Dated(index) => {
+            let name = &ctx.layout.columns[index].name;
+            let Cell::Text(text) = stored(index) else {
+                bail!("a row has no {name} (NULL), so its lag is undefined");
+            };
+            let day = day_of(text).ok_or_else(|| {
+                anyhow!("{name} is {text:?}, which is no date, so the row's lag is undefined")
+            })?;
+            let (issue, lag) = issue_and_lag_of_day(day, ctx.date);
+            Ok((issue, Some(lag)))
+        }
+    }
 }
 
 /// Writes the removed keys with the date of the backup they are missing from.
@@ -544,10 +639,7 @@ pub fn write_removals(path: &Path, removed: &DataFrame, ctx: &EmitContext) -> Re
         frame.with_column(removed.into_column())?;
         return write_parquet(ctx.files, path, &mut frame);
     }
-    let columns = names
-        .iter()
-        .map(|name| Cells::of(removed, name))
-        .collect::<Result<Vec<_>>>()?;
+    let columns = cells_of(removed, &names, Some(ctx.layout))?;
     let stamp = yyyymmdd(ctx.date);
     ctx.files
         .write(path, |out| {
@@ -594,7 +686,9 @@ fn write_csv_line<'a>(
                 }
             }
             Cell::Integer(v) => out.write_all(itoa::Buffer::new().format(v).as_bytes())?,
+            Cell::Unsigned(v) => out.write_all(itoa::Buffer::new().format(v).as_bytes())?,
             Cell::Float(v) => write_float(out, v)?,
+            Cell::Decimal(v) => out.write_all(v.as_bytes())?,
             // Hex digits need no quotes, but no digits at all would read as NULL.
             Cell::Binary(b"") => out.write_all(b"\"\"")?,
             Cell::Binary(bytes) => binary::write_hex(out, bytes)?,
@@ -620,6 +714,8 @@ fn write_sql_tuple<'a>(
                 out.write_all(b"'")?;
             }
             Cell::Integer(v) => out.write_all(itoa::Buffer::new().format(v).as_bytes())?,
+            Cell::Unsigned(v) => out.write_all(itoa::Buffer::new().format(v).as_bytes())?,
+            Cell::Decimal(v) => out.write_all(v.as_bytes())?,
             Cell::Float(v) if !v.is_finite() => {
                 bail!("the value {v} cannot be stored in a MariaDB DOUBLE column")
             }
@@ -916,6 +1012,28 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "01001,\"\",,\"a,\"\"b\"\"\",2.5,-3,00FF,\"\"\n"
+        );
+    }
+
+    #[test]
+    fn unsigned_and_decimal_values_are_written_digit_for_digit() {
+        let cells = [
+            Cell::Unsigned(u64::MAX),
+            Cell::Decimal("12345678901234567890.1234567891"),
+            Cell::Decimal("-0.50"),
+            Cell::Text("2020-06-01"),
+        ];
+        let mut sql = Vec::new();
+        write_sql_tuple(&mut sql, cells.into_iter()).unwrap();
+        assert_eq!(
+            String::from_utf8(sql).unwrap(),
+            "18446744073709551615,12345678901234567890.1234567891,-0.50,'2020-06-01'"
+        );
+        let mut csv = Vec::new();
+        write_csv_line(&mut csv, cells.into_iter()).unwrap();
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "18446744073709551615,12345678901234567890.1234567891,-0.50,2020-06-01\n"
         );
     }
 

@@ -1,4 +1,5 @@
-//! `issue` and `lag` of an issue row, as the Delphi Epidata API defines them.
+//! `issue` and `lag` of an issue row, as the Delphi Epidata API defines them, and for a
+//! table whose time column is a date.
 
 use chrono::NaiveDate;
 
@@ -27,6 +28,24 @@ pub fn issue_and_lag(
             "time_type '{other}' is neither 'day' nor 'week', so issue and lag are undefined"
         )),
     }
+}
+
+/// The `issue` and `lag` of a row whose time column holds the day `day` (a `date`, or the
+/// day of a `datetime`), first seen in the backup of `backup_date`: the backup date, and
+/// the days from `day` to it.
+pub fn issue_and_lag_of_day(day: NaiveDate, backup_date: NaiveDate) -> (i64, i64) {
+    (yyyymmdd(backup_date), (backup_date - day).num_days())
+}
+
+/// The day a `date`, `datetime` or `timestamp` value begins with (`YYYY-MM-DD…`, as dumps
+/// write them); None for anything else, MySQL's zero date `0000-00-00` among them.
+pub fn day_of(text: &str) -> Option<NaiveDate> {
+    let day = text.get(..10)?;
+    let rest = &text[10..];
+    if !(rest.is_empty() || rest.starts_with(' ') || rest.starts_with('T')) {
+        return None;
+    }
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
 }
 
 #[cfg(test)]
@@ -78,6 +97,28 @@ mod tests {
             issue_and_lag("week", 201453, date(20150110)),
             Ok((201501, 1))
         );
+    }
+
+    #[test]
+    fn dated_rows_lag_in_days() {
+        assert_eq!(
+            issue_and_lag_of_day(day_of("2020-06-01").unwrap(), date(20200615)),
+            (20200615, 14)
+        );
+        assert_eq!(
+            day_of("2020-02-29 23:59:59.999"),
+            NaiveDate::from_ymd_opt(2020, 2, 29)
+        );
+        for no_day in [
+            "0000-00-00",
+            "2020-02-30",
+            "2020-6-1",
+            "20200601",
+            "2020-06-01x",
+            "",
+        ] {
+            assert_eq!(day_of(no_day), None, "{no_day}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Value types below everything else: dates and epiweeks, `issue` and `lag`, binary column
-//! values, byte sizes for people, a dated backup, and revision statistics. Nothing here
-//! imports another part of the crate.
+//! values, exact decimals, byte sizes for people, a dated backup, and revision statistics.
+//! Nothing here imports another part of the crate.
 
 pub mod backfill;
 pub mod backup;
@@ -8,6 +8,7 @@ pub mod binary;
 pub mod bytes;
 pub mod database_url;
 pub mod dates;
+pub mod decimal;
 pub mod epiweek;
 pub mod lag;
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::time::UNIX_EPOCH;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::config::layout::TimeColumn;
 use crate::config::{Config, OutputFormat};
 use crate::values::backup::Backup;
 use crate::workdir::atomic::{staged_prefix, write_file};
@@ -19,7 +20,9 @@ use crate::workdir::atomic::{staged_prefix, write_file};
 /// Bumped whenever the partition format changes, so old partitions are redone.
 /// 3: binary columns hold bytes (Parquet binary, hex in CSV), no longer text.
 /// 4: Parquet partitions carry the key's fingerprint, LZ4-compressed, no statistics.
-const PARTITION_FORMAT: u32 = 4;
+/// 5: every column type exactly: `bigint unsigned` as unsigned 64-bit integers, decimals as
+///    their canonical text (no longer doubles), `year` as integers.
+const PARTITION_FORMAT: u32 = 5;
 
 /// The inputs of one extract: the backup file as found, and the options that shape the
 /// partitions. The file is identified by name, size and modification time, like make and
@@ -71,6 +74,9 @@ pub struct DiffInputs {
     pub current: ExtractInputs,
     pub key: Vec<String>,
     pub ignore_columns: Vec<String>,
+    /// `--time-column`: what `lag` counts from.
+    #[serde(default)]
+    pub time_column: TimeColumn,
     pub target_table: String,
     pub format: String,
     pub chunk_rows: usize,
@@ -239,6 +245,9 @@ pub struct OutputTable {
     pub id_column: String,
     pub partition_column: String,
     pub ignore_columns: Vec<String>,
+    /// Missing in outputs made before `--time-column`: the default.
+    #[serde(default)]
+    pub time_column: TimeColumn,
     pub target_table: String,
     /// The target's definition the SQL was made for (`--target-ddl` or `--database`), as
     /// `TargetTable::definition` prints it: `migrate load` refuses a table that differs.
@@ -264,6 +273,7 @@ impl OutputTable {
         config.id_column = self.id_column.clone();
         config.partition_column = self.partition_column.clone();
         config.ignore_columns = self.ignore_columns.clone();
+        config.time_column = self.time_column.clone();
         config.target_table = self.target_table.clone();
     }
 }
@@ -365,6 +375,7 @@ mod tests {
                 current: backup,
                 key: vec!["source".into()],
                 ignore_columns: vec![],
+                time_column: TimeColumn::Auto,
                 target_table: "covidcast".into(),
                 format: "sql".into(),
                 chunk_rows: 1000,

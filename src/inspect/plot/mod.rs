@@ -85,11 +85,28 @@ impl TimeTypes {
     }
 }
 
+/// The names of `time_value` and `time_type`: the axis of a plot is Epidata's time.
+fn typed_time(layout: &crate::config::layout::Layout) -> Result<(&str, &str)> {
+    match layout.time {
+        crate::config::layout::Time::Typed {
+            time_type,
+            time_value,
+        } => Ok((
+            layout.columns[time_value].name.as_str(),
+            layout.columns[time_type].name.as_str(),
+        )),
+        _ => bail!(
+            "plot needs an integer time_value read with time_type (Epidata's time columns) \
+             as its horizontal axis; this output has none"
+        ),
+    }
+}
+
 pub fn plot(request: &PlotRequest) -> Result<Drawn> {
     let output = Output::open(&request.out)?;
     let layout = &output.layout;
     let names: Vec<&str> = layout.names().collect();
-    let (time_value, time_type) = (names[layout.time_value], names[layout.time_type]);
+    let (time_value, time_type) = typed_time(layout)?;
     if !names.contains(&"signal") || !names.contains(&"geo_value") || !names.contains(&"value") {
         bail!("plot needs `signal`, `geo_value` and `value` columns");
     }
@@ -181,8 +198,7 @@ fn lag_lines(
         return Ok(Vec::new());
     }
     let layout = &output.layout;
-    let names: Vec<&str> = layout.names().collect();
-    let (time_value, time_type) = (names[layout.time_value], names[layout.time_type]);
+    let (time_value, time_type) = typed_time(layout)?;
     let filter = RowFilter::default()
         .one_of("signal", std::slice::from_ref(&request.signal))
         .one_of("geo_value", &request.geo_values);
@@ -244,10 +260,7 @@ fn revisions_of(
     request: &PlotRequest,
     time_types: &mut TimeTypes,
 ) -> Result<Vec<Revision>> {
-    let time_type = layout
-        .names()
-        .nth(layout.time_type)
-        .expect("a time_type column");
+    let (_, time_type) = typed_time(layout)?;
     let keys = key_exprs(layout);
     let joined = issues
         .clone()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 
-use crate::config::layout::Layout;
+use crate::config::layout::{Layout, Time};
 use crate::dump::ColumnKind;
 use crate::stages::diff::file_read::RowPredicate;
 use crate::stages::extract::fingerprint;
@@ -54,10 +54,13 @@ pub fn schema(layout: &Layout) -> Schema {
         .map(|column| {
             let dtype = match (column.kind, column.is_key) {
                 (ColumnKind::Integer, _) => DataType::Int64,
+                (ColumnKind::Unsigned, _) => DataType::UInt64,
                 (ColumnKind::Float, _) => DataType::Float64,
-                (ColumnKind::Text, true) => DataType::from_categories(Categories::global()),
-                (ColumnKind::Text, false) => DataType::String,
                 (ColumnKind::Binary, _) => DataType::Binary,
+                // Canonical text: equal text is equal value.
+                (ColumnKind::Decimal { .. }, _) => DataType::String,
+                (_, true) => DataType::from_categories(Categories::global()),
+                (_, false) => DataType::String,
             };
             Field::new(column.name.as_str().into(), dtype)
         })
@@ -73,27 +76,73 @@ pub fn read_partition(path: Option<&Path>, layout: &Layout) -> Result<DataFrame>
 /// Reads one partition for the diff: a Parquet partition's key text stays as strings and
 /// its key fingerprint comes along, the column the diff joins on; a CSV partition is read
 /// as `read_partition` reads it. With `bucket` (`(bucket, buckets)`), only the rows whose
-/// `time_value` is `bucket` modulo `buckets`: a key always falls in the same bucket of both
-/// backups, so bucket by bucket diffs add up to the whole diff; the filter is applied while
-/// the file is read, so only one bucket is held in memory.
+/// bucket column (`bucket_column`) is `bucket` modulo `buckets`: a key always falls in the
+/// same bucket of both backups, so bucket by bucket diffs add up to the whole diff; the
+/// filter is applied while the file is read, so only one bucket is held in memory.
 pub fn read_diff_input(
     path: Option<&Path>,
     layout: &Layout,
     bucket: Option<(usize, usize)>,
 ) -> Result<DataFrame> {
-    let keep = bucket.map(|(bucket, buckets)| {
-        let time_value = layout
-            .names()
-            .nth(layout.time_value)
-            .expect("a time_value column");
-        let k = lit(buckets as i64);
-        RowPredicate {
-            // Remainders of negative numbers are negative: shift them into 0..k.
-            expr: ((col(time_value) % k.clone() + k.clone()) % k).eq(lit(bucket as i64)),
-            columns: vec![time_value.to_string()],
+    let keep = match (bucket, path) {
+        (Some((bucket, buckets)), Some(path)) => {
+            let Some(BucketColumn { name, unsigned }) = bucket_column(layout, is_parquet(path))
+            else {
+                bail!(
+                    "{} cannot be read in parts: it has no integer column to split by",
+                    path.display()
+                );
+            };
+            let expr = if unsigned {
+                (col(name.as_str()) % lit(buckets as u64)).eq(lit(bucket as u64))
+            } else {
+                let k = lit(buckets as i64);
+                // Remainders of negative numbers are negative: shift them into 0..k.
+                ((col(name.as_str()) % k.clone() + k.clone()) % k).eq(lit(bucket as i64))
+            };
+            Some(RowPredicate {
+                expr,
+                columns: vec![name],
+            })
         }
-    });
+        _ => None,
+    };
     read_partition_where(path, layout, keep, Reading::DiffInput)
+}
+
+/// The integer column a unit too large for memory is split by (`read_diff_input`).
+pub struct BucketColumn {
+    pub name: String,
+    /// UInt64 rather than Int64.
+    pub unsigned: bool,
+}
+
+/// The column a unit is split by: `time_value` (Epidata's tables, as before), else the key
+/// fingerprint of a Parquet partition, else an integer key column of a CSV one; None when
+/// there is none (a CSV partition whose key has no integer column cannot be split).
+pub fn bucket_column(layout: &Layout, parquet: bool) -> Option<BucketColumn> {
+    if let Time::Typed { time_value, .. } = layout.time {
+        let name = layout.columns[time_value].name.clone();
+        return Some(BucketColumn {
+            name,
+            unsigned: false,
+        });
+    }
+    if parquet {
+        return Some(BucketColumn {
+            name: fingerprint::COLUMN.to_string(),
+            unsigned: true,
+        });
+    }
+    (layout.columns.iter())
+        .filter(|c| c.is_key)
+        .find_map(|c| match c.kind {
+            ColumnKind::Integer | ColumnKind::Unsigned => Some(BucketColumn {
+                name: c.name.clone(),
+                unsigned: c.kind == ColumnKind::Unsigned,
+            }),
+            _ => None,
+        })
 }
 
 /// What a partition is read for.
@@ -185,7 +234,7 @@ pub fn read_parquet_table(
 /// The text key columns cast to categoricals of the one global mapping.
 fn keys_as_categorical(layout: &Layout) -> Vec<Expr> {
     (layout.columns.iter())
-        .filter(|c| c.is_key && c.kind == ColumnKind::Text)
+        .filter(|c| c.is_key && c.kind.is_text())
         .map(|c| col(c.name.as_str()).cast(DataType::from_categories(Categories::global())))
         .collect()
 }
@@ -549,16 +598,19 @@ fn removed_schema(layout: &Layout) -> Schema {
         .collect()
 }
 
-/// Sorts by the key's values (categoricals by their text, not their codes), so output is
-/// the same whatever order rows or categories arrived in.
+/// Sorts by the key's values (categoricals by their text, not their codes; decimals by
+/// their value as a double, then by their text, which decides between values a double
+/// cannot tell apart), so output is the same whatever order rows or categories arrived in.
 pub fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
-    let by: Vec<Expr> = layout
-        .columns
-        .iter()
+    let by: Vec<Expr> = (layout.columns.iter())
         .filter(|c| c.is_key)
-        .map(|c| match c.kind {
-            ColumnKind::Text => col(c.name.as_str()).cast(DataType::String),
-            _ => col(c.name.as_str()),
+        .flat_map(|c| {
+            let column = col(c.name.as_str());
+            match c.kind {
+                kind if kind.is_text() => vec![column.cast(DataType::String)],
+                ColumnKind::Decimal { .. } => vec![column.clone().cast(DataType::Float64), column],
+                _ => vec![column],
+            }
         })
         .collect();
     frame.sort_by_exprs(by, SortMultipleOptions::default().with_maintain_order(true))
@@ -611,8 +663,10 @@ mod tests {
             table_index: vec![1, 2, 3, 4, 5],
             table_width: 6,
             partition: 0,
-            time_type: 1,
-            time_value: 2,
+            time: Time::Typed {
+                time_type: 1,
+                time_value: 2,
+            },
         }
     }
 

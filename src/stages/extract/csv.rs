@@ -1,6 +1,7 @@
 //! Partitions as CSV: a header, then one line per row with every column but the id. NULL is
 //! an empty field; text is quoted only when it must be, so the empty string (`""`) stays
-//! apart from NULL; numbers keep the dump's spelling; binary values are hex digits.
+//! apart from NULL; numbers keep the dump's spelling but decimals, which are written in
+//! their canonical text (`100.10` at scale 2); binary values are hex digits.
 
 use std::io::{BufWriter, Write};
 
@@ -9,8 +10,9 @@ use anyhow::{Context, Result};
 use crate::config::layout::Layout;
 use crate::dump::{ColumnKind, FieldKind, Row};
 
-use super::numbers::{is_decimal, is_integer};
+use super::numbers::{is_decimal, is_integer, parse_unsigned};
 use super::Sink;
+use crate::values::decimal::canonical_decimal;
 
 pub(super) struct CsvPartition {
     out: BufWriter<Sink>,
@@ -81,15 +83,22 @@ pub(crate) fn write_field(
         // Hex digits need no quotes, but no digits at all would read as NULL.
         (_, ColumnKind::Binary) if bytes.is_empty() => out.write_all(b"\"\"").map_err(io_error),
         (_, ColumnKind::Binary) => crate::values::binary::write_hex(out, bytes).map_err(io_error),
-        (FieldKind::Binary, ColumnKind::Integer | ColumnKind::Float) => {
-            Err(binary_for_number(bytes))
-        }
-        (_, ColumnKind::Text) => {
+        (FieldKind::Binary, _) if !column.is_text() => Err(binary_for_number(bytes)),
+        (_, ColumnKind::Text | ColumnKind::Date | ColumnKind::DateTime | ColumnKind::Timestamp) => {
             std::str::from_utf8(bytes).map_err(|_| {
                 "the value is not valid UTF-8 (the dump's character set must be utf8/utf8mb4)"
                     .to_string()
             })?;
             write_quoted(out, bytes).map_err(io_error)
+        }
+        (_, ColumnKind::Decimal { scale }) => {
+            let mut canonical = Vec::with_capacity(bytes.len() + usize::from(scale));
+            canonical_decimal(bytes, scale, &mut canonical)?;
+            out.write_all(&canonical).map_err(io_error)
+        }
+        (_, ColumnKind::Unsigned) => {
+            parse_unsigned(bytes).ok_or_else(super::parquet::not_an_unsigned(bytes))?;
+            out.write_all(bytes).map_err(io_error)
         }
         (_, ColumnKind::Integer | ColumnKind::Float) => {
             let valid = match column {
@@ -214,5 +223,33 @@ mod tests {
         assert!(field(ColumnKind::Text, FieldKind::Binary, b"\xff").is_err());
         let err = field(ColumnKind::Integer, FieldKind::Binary, b"\x01").unwrap_err();
         assert!(err.contains("0x01"), "{err}");
+    }
+
+    #[test]
+    fn unsigned_decimal_and_dated_fields() {
+        let field = |column, kind, bytes: &[u8]| {
+            let mut out = Vec::new();
+            write_field(&mut out, column, kind, bytes).map(|()| String::from_utf8(out).unwrap())
+        };
+        let big = ColumnKind::Unsigned;
+        assert_eq!(
+            field(big, FieldKind::Bare, b"18446744073709551615"),
+            Ok("18446744073709551615".into())
+        );
+        assert!(field(big, FieldKind::Bare, b"18446744073709551616").is_err());
+        assert!(field(big, FieldKind::Bare, b"-1").is_err());
+        let money = ColumnKind::Decimal { scale: 2 };
+        assert_eq!(field(money, FieldKind::Bare, b"100.1"), Ok("100.10".into()));
+        assert_eq!(field(money, FieldKind::Bare, b"-0.00"), Ok("0.00".into()));
+        assert!(field(money, FieldKind::Bare, b"1.005").is_err());
+        assert!(field(money, FieldKind::Binary, b"1").is_err());
+        assert_eq!(
+            field(
+                ColumnKind::DateTime,
+                FieldKind::Quoted,
+                b"2020-01-02 03:04:05.678"
+            ),
+            Ok("2020-01-02 03:04:05.678".into())
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! A 64-bit fingerprint of each row's key, computed as extraction parses the row, so the
 //! diff joins two partitions on one integer column instead of row-encoding every key column.
 //! Equal keys always get equal fingerprints (the bytes hashed are the key's values, not
-//! their spelling); distinct keys may collide, which the diff detects and then joins on the
+//! their spelling: numbers parsed, decimals in their canonical text); distinct keys may collide, which the diff detects and then joins on the
 //! key columns themselves.
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -30,6 +30,11 @@ impl KeyFingerprint {
 
     pub fn integer(&mut self, value: i64) {
         self.bytes.push(2);
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    pub fn unsigned(&mut self, value: u64) {
+        self.bytes.push(4);
         self.bytes.extend_from_slice(&value.to_le_bytes());
     }
 

@@ -7,6 +7,11 @@ pub(super) fn is_integer(bytes: &[u8]) -> bool {
     !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
+/// At least one digit and nothing else: MariaDB's spelling of an unsigned integer.
+pub(super) fn is_unsigned(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit)
+}
+
 /// Digits with the characters of a decimal or exponent form and nothing else (so no `inf`
 /// or `nan`, which are not SQL numbers).
 pub(super) fn is_decimal(bytes: &[u8]) -> bool {
@@ -35,6 +40,19 @@ pub(super) fn parse_integer(bytes: &[u8]) -> Option<i64> {
     } else {
         value.checked_neg()
     }
+}
+
+/// The unsigned integer `bytes` spells, if it is one that fits in 64 bits (`bigint
+/// unsigned`: up to 18446744073709551615).
+pub(super) fn parse_unsigned(bytes: &[u8]) -> Option<u64> {
+    if !is_unsigned(bytes) {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &d in bytes {
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(value)
 }
 
 /// The double `bytes` spells, correctly rounded. `fast_float2` is about twice as fast as the
@@ -89,6 +107,30 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn unsigned_integers_read_as_the_standard_library_reads_them() {
+        for text in [
+            "0",
+            "0042",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "-0",
+            "-1",
+            "+1",
+            "",
+            "1.0",
+            "1e3",
+        ] {
+            let reference = is_unsigned(text.as_bytes())
+                .then(|| text.parse::<u64>().ok())
+                .flatten();
+            assert_eq!(parse_unsigned(text.as_bytes()), reference, "{text:?}");
+        }
+        assert_eq!(parse_unsigned(b"18446744073709551615"), Some(u64::MAX));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Partitions as Parquet: every column but the id, typed (text as strings, which the writer
 //! dictionary-encodes, integers and doubles parsed once here instead of at every read,
+//! `bigint unsigned` as unsigned 64-bit integers, decimals as their canonical text,
 //! binary columns as Parquet binary). Each row also gets its key's fingerprint
 //! (`fingerprint.rs`), the diff's join column.
 //! Rows are buffered per file in batches of a fixed size, each written as a row group, so
@@ -12,14 +13,16 @@ use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
     BinaryChunkedBuilder, ChunkedBuilder, Column, DataFrame, DataType, Field, Float64Type,
     Int64Type, IntoColumn, ParquetCompression, ParquetWriter, PlSmallStr, PrimitiveChunkedBuilder,
-    Schema, StatisticsOptions, StringChunkedBuilder, UInt64Chunked,
+    Schema, StatisticsOptions, StringChunkedBuilder, UInt64Chunked, UInt64Type,
 };
 
 use super::csv::{binary_for_number, number_for_binary};
 use super::fingerprint::{self, KeyFingerprint};
+use super::numbers::parse_unsigned;
 use super::numbers::{parse_decimal, parse_integer};
 use crate::config::layout::Layout;
 use crate::dump::{ColumnKind, FieldKind, Row};
+use crate::values::decimal::canonical_decimal;
 
 use super::Sink;
 
@@ -39,9 +42,11 @@ pub fn stored_schema(layout: &Layout) -> Schema {
     let stored = layout.columns.iter().map(|column| {
         let dtype = match column.kind {
             ColumnKind::Integer => DataType::Int64,
+            ColumnKind::Unsigned => DataType::UInt64,
             ColumnKind::Float => DataType::Float64,
-            ColumnKind::Text => DataType::String,
             ColumnKind::Binary => DataType::Binary,
+            // Text, the dates, and decimals as their canonical text.
+            _ => DataType::String,
         };
         Field::new(column.name.as_str().into(), dtype)
     });
@@ -53,16 +58,29 @@ enum Builder {
     Integer(PrimitiveChunkedBuilder<Int64Type>),
     Float(PrimitiveChunkedBuilder<Float64Type>),
     Binary(BinaryChunkedBuilder),
+    Unsigned(PrimitiveChunkedBuilder<UInt64Type>),
+    /// The canonical text at the scale, made in the buffer.
+    Decimal(StringChunkedBuilder, u8, Vec<u8>),
 }
 
 impl Builder {
     fn new(kind: ColumnKind, name: &str) -> Builder {
         let name = PlSmallStr::from(name);
         match kind {
-            ColumnKind::Text => Builder::Text(StringChunkedBuilder::new(name, BATCH_ROWS)),
             ColumnKind::Integer => Builder::Integer(PrimitiveChunkedBuilder::new(name, BATCH_ROWS)),
             ColumnKind::Float => Builder::Float(PrimitiveChunkedBuilder::new(name, BATCH_ROWS)),
             ColumnKind::Binary => Builder::Binary(BinaryChunkedBuilder::new(name, BATCH_ROWS)),
+            ColumnKind::Unsigned => {
+                Builder::Unsigned(PrimitiveChunkedBuilder::new(name, BATCH_ROWS))
+            }
+            ColumnKind::Decimal { scale } => Builder::Decimal(
+                StringChunkedBuilder::new(name, BATCH_ROWS),
+                scale,
+                Vec::new(),
+            ),
+            ColumnKind::Text | ColumnKind::Date | ColumnKind::DateTime | ColumnKind::Timestamp => {
+                Builder::Text(StringChunkedBuilder::new(name, BATCH_ROWS))
+            }
         }
     }
 
@@ -81,6 +99,8 @@ impl Builder {
                 Builder::Integer(b) => b.append_null(),
                 Builder::Float(b) => b.append_null(),
                 Builder::Binary(b) => b.append_null(),
+                Builder::Unsigned(b) => b.append_null(),
+                Builder::Decimal(b, _, _) => b.append_null(),
             }
             if let Some(key) = key {
                 key.null();
@@ -96,7 +116,12 @@ impl Builder {
                     key.text(bytes);
                 }
             }
-            Builder::Integer(_) | Builder::Float(_) if kind == FieldKind::Binary => {
+            Builder::Integer(_)
+            | Builder::Float(_)
+            | Builder::Unsigned(_)
+            | Builder::Decimal(..)
+                if kind == FieldKind::Binary =>
+            {
                 return Err(binary_for_number(bytes))
             }
             Builder::Text(b) => {
@@ -119,6 +144,21 @@ impl Builder {
                     key.float(value);
                 }
             }
+            Builder::Unsigned(b) => {
+                let value = parse_unsigned(bytes).ok_or_else(not_an_unsigned(bytes))?;
+                b.append_value(value);
+                if let Some(key) = key {
+                    key.unsigned(value);
+                }
+            }
+            Builder::Decimal(b, scale, canonical) => {
+                canonical_decimal(bytes, *scale, canonical)?;
+                // SAFETY: the canonical text is made of ASCII digits, `-` and `.` only.
+                b.append_value(unsafe { std::str::from_utf8_unchecked(canonical) });
+                if let Some(key) = key {
+                    key.text(canonical);
+                }
+            }
         }
         Ok(())
     }
@@ -129,7 +169,19 @@ impl Builder {
             Builder::Integer(b) => b.finish().into_column(),
             Builder::Float(b) => b.finish().into_column(),
             Builder::Binary(b) => b.finish().into_column(),
+            Builder::Unsigned(b) => b.finish().into_column(),
+            Builder::Decimal(b, _, _) => b.finish().into_column(),
         }
+    }
+}
+
+/// The message for a value of a `bigint unsigned` column that is no such number.
+pub(super) fn not_an_unsigned(bytes: &[u8]) -> impl Fn() -> String + '_ {
+    move || {
+        format!(
+            "{:?} is not an unsigned 64-bit integer (0 to 18446744073709551615)",
+            String::from_utf8_lossy(bytes)
+        )
     }
 }
 
