@@ -12,6 +12,7 @@ use crate::config::layout::Layout;
 use crate::inspect::events::{read_events, REMOVED};
 use crate::inspect::output::Output;
 use crate::inspect::row_filter::RowFilter;
+use crate::inspect::sources::{check_signals, check_sources};
 use crate::stages::diff::{sort_by_key, text_as_strings};
 use crate::stages::extract::file_stem;
 use crate::values::epiweek::{date_from_yyyymmdd, yyyymmdd, Epiweek};
@@ -52,11 +53,19 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
     if let Some((low, high)) = request.time_values {
         filter = filter.between(time_value, low, high);
     }
+    check_sources(&output, std::slice::from_ref(&request.source))?;
     let stem = file_stem(&request.source);
     let dates = dates_to_read(&output, &request.source, request.time_values)?;
     let scratch = output.scratch()?;
     let events = read_events(&output, &stem, &dates, &filter, scratch.path())?;
     if events.height() == 0 {
+        let stems = [stem.clone()].into_iter().collect();
+        check_signals(
+            &output,
+            &stems,
+            std::slice::from_ref(&request.signal),
+            scratch.path(),
+        )?;
         bail!(
             "no issues of source {}, signal {}{}{} in the output",
             request.source,

@@ -27,6 +27,7 @@ use crate::run::schedule::{
 };
 use crate::stages::diff::spark::SparkResult;
 use crate::stages::diff::{combine, diff, on_this_thread, read_diff_input};
+use crate::stages::discover::discover;
 use crate::stages::emit::{write_issues, write_removals, EmitContext};
 use crate::stages::extract::PartitionInfo;
 use crate::values::backfill::{Backfill, Revisions};
@@ -80,6 +81,9 @@ pub struct RunSummary {
 pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     let started = Instant::now();
     let paths = Paths::new(config);
+    // Before anything is created (the work folder, its lock): a missing or empty backups
+    // folder is wrong input, and leaves no trace in an OUT that did not exist.
+    discover(&config.backups, &config.pattern)?;
     if config.target.is_some() {
         // Before anything is removed or written: a table the output cannot load into is a
         // wrong command line, not a failed run.
