@@ -139,18 +139,17 @@ pub struct InOrder {
 }
 
 impl InOrder {
-    /// Records item `index` as finished with its line (None: nothing to log), and returns
-    /// the lines now due, in order.
-    pub fn finished(&self, index: usize, line: Option<String>) -> Vec<String> {
+    /// Records item `index` as finished with its line (None: nothing to log), and hands
+    /// the lines now due to `emit`, in order. `emit` runs under the lock, so that two
+    /// threads releasing lines at once cannot log them out of order.
+    pub fn finished(&self, index: usize, line: Option<String>, mut emit: impl FnMut(String)) {
         let mut state = self.state.lock().expect("not poisoned");
         let (next, waiting) = &mut *state;
         waiting.insert(index, line);
-        let mut due = Vec::new();
         while let Some(line) = waiting.remove(next) {
-            due.extend(line);
+            line.into_iter().for_each(&mut emit);
             *next += 1;
         }
-        due
     }
 }
 
@@ -161,9 +160,14 @@ mod tests {
     #[test]
     fn lines_come_out_in_item_order() {
         let order = InOrder::default();
-        assert!(order.finished(2, Some("c".into())).is_empty());
-        assert!(order.finished(1, None).is_empty());
-        assert_eq!(order.finished(0, Some("a".into())), ["a", "c"]);
-        assert_eq!(order.finished(3, Some("d".into())), ["d"]);
+        let due = |index, line: Option<&str>| {
+            let mut lines = Vec::new();
+            order.finished(index, line.map(String::from), |l| lines.push(l));
+            lines
+        };
+        assert!(due(2, Some("c")).is_empty());
+        assert!(due(1, None).is_empty());
+        assert_eq!(due(0, Some("a")), ["a", "c"]);
+        assert_eq!(due(3, Some("d")), ["d"]);
     }
 }
