@@ -86,6 +86,26 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
     with_changes(events, layout)
 }
 
+/// `now - before` without binary float noise: rounded to the decimals of the more precise
+/// of the two as they are written (0.3 − 0.2 is 0.1, not 0.09999999999999998).
+pub fn difference(now: f64, before: f64) -> f64 {
+    let decimals = |x: f64| {
+        let text = format!("{x}");
+        match text.contains(['e', 'E']) {
+            true => None,
+            false => Some(text.split_once('.').map_or(0, |(_, d)| d.len())),
+        }
+    };
+    let raw = now - before;
+    match decimals(now).zip(decimals(before)) {
+        Some((a, b)) if a.max(b) <= 15 && raw.is_finite() => {
+            let rounded = format!("{:.*}", a.max(b), raw);
+            rounded.parse().unwrap_or(raw)
+        }
+        _ => raw,
+    }
+}
+
 fn key_name(layout: &Layout, index: usize) -> &str {
     layout.columns[index].name.as_str()
 }
@@ -144,7 +164,7 @@ fn with_changes(events: DataFrame, layout: &Layout) -> Result<DataFrame> {
             (Some(value), true) => value
                 .get(row)
                 .zip(value.get(row - 1))
-                .map(|(now, before)| now - before),
+                .map(|(now, before)| difference(now, before)),
             _ => None,
         };
         changed.push(label);
@@ -214,6 +234,14 @@ fn first_possible_backup((low, high): (i64, i64)) -> Option<chrono::NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differences_carry_no_float_noise() {
+        assert_eq!(difference(0.3, 0.2), 0.1);
+        assert_eq!(difference(1.1244797, 1.05), 0.0744797);
+        assert_eq!(difference(5.0, 2.0), 3.0);
+        assert_eq!(difference(1e300, 1.0), 1e300 - 1.0);
+    }
 
     #[test]
     fn earliest_backup_of_a_range() {
