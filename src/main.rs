@@ -220,6 +220,7 @@ fn print_sources(args: SourcesArgs) -> anyhow::Result<()> {
             &mut out,
             &frame,
             SOURCE_COLUMNS.to_vec(),
+            None,
             OutputFormat::Csv,
             "",
         )?,

@@ -72,7 +72,7 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
         check_signals(
             &output,
             &stems,
-            std::slice::from_ref(&request.signal),
+            request.signal.as_slice(),
             scratch.path(),
         )?;
         bail!(
