@@ -69,12 +69,7 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
     let events = read_events(&output, &stem, &dates, &filter, scratch.path())?;
     if events.height() == 0 {
         let stems = [stem.clone()].into_iter().collect();
-        check_signals(
-            &output,
-            &stems,
-            request.signal.as_slice(),
-            scratch.path(),
-        )?;
+        check_signals(&output, &stems, request.signal.as_slice(), scratch.path())?;
         bail!(
             "no issues of {} {}{}{}{} in the output",
             key_name(layout, layout.partition),
