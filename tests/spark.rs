@@ -155,7 +155,8 @@ fn prepare() -> Prepared {
         None,
     );
 
-    write_edge_partitions(&at("edge/partitions"));
+    write_edge_partitions(&at("edge/partitions"), false);
+    write_edge_partitions(&at("edge-collisions/partitions"), true);
     write_duplicate_partitions(&at("duplicate/partitions"));
 
     let ignore = "value_updated_timestamp";
@@ -168,6 +169,8 @@ fn prepare() -> Prepared {
         {"partitions": at("series/shared/partitions"), "result": at("series/result-late"),
          "ignore_columns": ignore, "dates": "20200606.."},
         {"partitions": at("edge/partitions"), "result": at("edge/result"),
+         "ignore_columns": ignore},
+        {"partitions": at("edge-collisions/partitions"), "result": at("edge-collisions/result"),
          "ignore_columns": ignore},
         {"partitions": at("duplicate/partitions"), "result": at("duplicate/result")},
         {"partitions": at("types/spark/.work/partitions"), "result": at("types/result"),
@@ -460,15 +463,22 @@ fn a_duplicate_key_fails_the_job_naming_the_key_and_the_backup() {
 
 /// NaN = NaN, NULL = NULL, NaN ≠ NULL, 0.0 = -0.0, doubles exactly, an ignored column, text
 /// keys exactly: the Spark job's rows against the local diff's, on partitions written here
-/// (a dump cannot hold NaN).
+/// (a dump cannot hold NaN); and the same rows from partitions where every key has one
+/// fingerprint (the job checks the key columns, and diffs again by them).
 #[test]
 fn nan_null_and_zero_compare_as_the_local_diff_compares_them() {
     let p = prepared();
-    assert_eq!(status(&p.path("edge/result")), "ok");
+    for edge in ["edge", "edge-collisions"] {
+        assert_eq!(status(&p.path(&format!("{edge}/result"))), "ok", "{edge}");
+        compare_edge(p, &p.path(&format!("{edge}/result")));
+    }
+}
+
+fn compare_edge(p: &Prepared, result: &Path) {
     let mut config = Config::new(".".into(), ".".into());
     config.ignore_columns = vec!["value_updated_timestamp".into()];
     let layout = Layout::new(&edge_table(), config.roles()).unwrap();
-    let spark = SparkResult::open(&p.path("edge/result"), &config).unwrap();
+    let spark = SparkResult::open(result, &config).unwrap();
     let partition = |date: &str| p.path(&format!("edge/partitions/date={date}/alpha.parquet"));
     let old = read_partition(Some(&partition("20200601")), &layout).unwrap();
     let new = read_partition(Some(&partition("20200602")), &layout).unwrap();
@@ -581,7 +591,9 @@ fn edge_table() -> migrate::dump::TableDef {
 
 /// Writes a partitions tree as extraction lays it out: `date=D/alpha.parquet` and the
 /// folder's record.
-fn write_partitions(root: &Path, dates: &[(&str, &[EdgeRow])]) {
+/// `fingerprint`: a `__key_fingerprint` column of one value for every key, as if all keys
+/// collided, in place of a column migrate does not know.
+fn write_partitions(root: &Path, dates: &[(&str, &[EdgeRow])], fingerprint: bool) {
     for (date, rows) in dates {
         let dir = root.join(format!("date={date}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -612,9 +624,13 @@ fn write_partitions(root: &Path, dates: &[(&str, &[EdgeRow])]) {
                     "direction".into(),
                     rows.iter().map(|r| r.4).collect::<Vec<_>>(),
                 ),
-                // A column migrate does not know (a later version may add some): both
-                // diffs must pass over it.
-                Column::new("key_hash".into(), vec![7i64; n]),
+                if fingerprint {
+                    Column::new("__key_fingerprint".into(), vec![7u64; n])
+                } else {
+                    // A column migrate does not know (a later version may add some): both
+                    // diffs must pass over it.
+                    Column::new("key_hash".into(), vec![7i64; n])
+                },
             ],
         )
         .unwrap();
@@ -646,13 +662,14 @@ fn write_partitions(root: &Path, dates: &[(&str, &[EdgeRow])]) {
     }
 }
 
-fn write_edge_partitions(root: &Path) {
-    write_partitions(root, &[("20200601", &EDGE_OLD), ("20200602", &EDGE_NEW)]);
+fn write_edge_partitions(root: &Path, fingerprint: bool) {
+    let dates: [(&str, &[EdgeRow]); 2] = [("20200601", &EDGE_OLD), ("20200602", &EDGE_NEW)];
+    write_partitions(root, &dates, fingerprint);
 }
 
 fn write_duplicate_partitions(root: &Path) {
     let twice = [EDGE_OLD[0], EDGE_OLD[1], EDGE_OLD[0]];
-    write_partitions(root, &[("20200601", &twice)]);
+    write_partitions(root, &[("20200601", &twice)], false);
 }
 
 /// The local output of the generated series holds what the Spark job must get right: a
