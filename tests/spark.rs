@@ -1,16 +1,20 @@
-//! The diff on Apache Spark (scripts/spark/migrate_diff.py, in local[2] mode) and
-//! `migrate emit --from` its result: the output of a local run byte for byte, on the
-//! fixtures and on a generated series with every feature the diff must get right, with the
-//! partitions extracted by two `extract --dates` processes sharing one work folder. Every
-//! job runs in one Spark session, started once for this file (Spark takes longer to start
-//! than the jobs take).
+//! The diff on Apache Spark (scripts/spark/migrate_diff.py) and `migrate emit --from` its
+//! result: the output of a local run byte for byte, on the fixtures and on a generated series
+//! with every feature the diff must get right, with the partitions extracted by two
+//! `extract --dates` processes sharing one work folder. The jobs run in local[2] mode in one
+//! Spark session, started once for this file (Spark takes longer to start than the jobs
+//! take); the last test also submits the job to a standalone cluster of two workers, started
+//! and stopped by the test.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use common::*;
 use migrate::config::layout::Layout;
@@ -151,7 +155,8 @@ fn prepare() -> Prepared {
         None,
     );
 
-    write_edge_partitions(&at("edge/partitions"));
+    write_edge_partitions(&at("edge/partitions"), false);
+    write_edge_partitions(&at("edge-collisions/partitions"), true);
     write_duplicate_partitions(&at("duplicate/partitions"));
 
     let ignore = "value_updated_timestamp";
@@ -164,6 +169,8 @@ fn prepare() -> Prepared {
         {"partitions": at("series/shared/partitions"), "result": at("series/result-late"),
          "ignore_columns": ignore, "dates": "20200606.."},
         {"partitions": at("edge/partitions"), "result": at("edge/result"),
+         "ignore_columns": ignore},
+        {"partitions": at("edge-collisions/partitions"), "result": at("edge-collisions/result"),
          "ignore_columns": ignore},
         {"partitions": at("duplicate/partitions"), "result": at("duplicate/result")},
         {"partitions": at("types/spark/.work/partitions"), "result": at("types/result"),
@@ -456,15 +463,22 @@ fn a_duplicate_key_fails_the_job_naming_the_key_and_the_backup() {
 
 /// NaN = NaN, NULL = NULL, NaN ≠ NULL, 0.0 = -0.0, doubles exactly, an ignored column, text
 /// keys exactly: the Spark job's rows against the local diff's, on partitions written here
-/// (a dump cannot hold NaN).
+/// (a dump cannot hold NaN); and the same rows from partitions where every key has one
+/// fingerprint (the job checks the key columns, and diffs again by them).
 #[test]
 fn nan_null_and_zero_compare_as_the_local_diff_compares_them() {
     let p = prepared();
-    assert_eq!(status(&p.path("edge/result")), "ok");
+    for edge in ["edge", "edge-collisions"] {
+        assert_eq!(status(&p.path(&format!("{edge}/result"))), "ok", "{edge}");
+        compare_edge(p, &p.path(&format!("{edge}/result")));
+    }
+}
+
+fn compare_edge(p: &Prepared, result: &Path) {
     let mut config = Config::new(".".into(), ".".into());
     config.ignore_columns = vec!["value_updated_timestamp".into()];
     let layout = Layout::new(&edge_table(), config.roles()).unwrap();
-    let spark = SparkResult::open(&p.path("edge/result"), &config).unwrap();
+    let spark = SparkResult::open(result, &config).unwrap();
     let partition = |date: &str| p.path(&format!("edge/partitions/date={date}/alpha.parquet"));
     let old = read_partition(Some(&partition("20200601")), &layout).unwrap();
     let new = read_partition(Some(&partition("20200602")), &layout).unwrap();
@@ -577,7 +591,9 @@ fn edge_table() -> migrate::dump::TableDef {
 
 /// Writes a partitions tree as extraction lays it out: `date=D/alpha.parquet` and the
 /// folder's record.
-fn write_partitions(root: &Path, dates: &[(&str, &[EdgeRow])]) {
+/// `fingerprint`: a `__key_fingerprint` column of one value for every key, as if all keys
+/// collided, in place of a column migrate does not know.
+fn write_partitions(root: &Path, dates: &[(&str, &[EdgeRow])], fingerprint: bool) {
     for (date, rows) in dates {
         let dir = root.join(format!("date={date}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -608,9 +624,13 @@ fn write_partitions(root: &Path, dates: &[(&str, &[EdgeRow])]) {
                     "direction".into(),
                     rows.iter().map(|r| r.4).collect::<Vec<_>>(),
                 ),
-                // A column migrate does not know (a later version may add some): both
-                // diffs must pass over it.
-                Column::new("key_hash".into(), vec![7i64; n]),
+                if fingerprint {
+                    Column::new("__key_fingerprint".into(), vec![7u64; n])
+                } else {
+                    // A column migrate does not know (a later version may add some): both
+                    // diffs must pass over it.
+                    Column::new("key_hash".into(), vec![7i64; n])
+                },
             ],
         )
         .unwrap();
@@ -642,13 +662,14 @@ fn write_partitions(root: &Path, dates: &[(&str, &[EdgeRow])]) {
     }
 }
 
-fn write_edge_partitions(root: &Path) {
-    write_partitions(root, &[("20200601", &EDGE_OLD), ("20200602", &EDGE_NEW)]);
+fn write_edge_partitions(root: &Path, fingerprint: bool) {
+    let dates: [(&str, &[EdgeRow]); 2] = [("20200601", &EDGE_OLD), ("20200602", &EDGE_NEW)];
+    write_partitions(root, &dates, fingerprint);
 }
 
 fn write_duplicate_partitions(root: &Path) {
     let twice = [EDGE_OLD[0], EDGE_OLD[1], EDGE_OLD[0]];
-    write_partitions(root, &[("20200601", &twice)]);
+    write_partitions(root, &[("20200601", &twice)], false);
 }
 
 /// The local output of the generated series holds what the Spark job must get right: a
@@ -716,4 +737,318 @@ fn assert_series_has_every_feature(out: &Path) {
         !late.is_empty(),
         "no source appearing late: {sources_by_date:?}"
     );
+}
+
+/// The job as deployed: submitted with `spark-submit` to a standalone cluster of one master
+/// and two workers of one core each (separate JVMs, every address 127.0.0.1), so that the
+/// executors run in other processes than the driver, the job's Python functions are
+/// serialised to them, they read the partitions by the paths the driver names and several
+/// processes write the result. `migrate emit --from` that result is a local run byte for
+/// byte.
+#[test]
+fn the_job_on_a_standalone_cluster_gives_a_local_run_byte_for_byte() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("spark-cluster");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The JVMs start while the local runs and jobs are made.
+    let mut cluster = Cluster::start(&dir, 2);
+    let p = prepared();
+    let backups = p.path("series/backups");
+    let (out, work) = (dir.join("out"), dir.join("work"));
+    extract(&backups, &out, &work, &SERIES_FLAGS, None);
+    cluster.wait_for_workers(2);
+    let result = dir.join("result");
+    cluster.submit(&[
+        "--partitions",
+        work.join("partitions").to_str().unwrap(),
+        "--result",
+        result.to_str().unwrap(),
+        "--ignore-columns",
+        "value_updated_timestamp",
+    ]);
+    // Each worker ran an executor of the job, in a process of its own.
+    for worker in 1..=2 {
+        let apps = std::fs::read_dir(dir.join(format!("worker-{worker}")))
+            .map(|d| d.flatten().count())
+            .unwrap_or(0);
+        assert!(
+            apps > 0,
+            "worker {worker} ran no executor:\n{}",
+            cluster.logs()
+        );
+    }
+    emit(&result, &backups, &out, Some(&work), &SERIES_FLAGS);
+    assert_same_output(&out, &p.path("series/local"), &[]);
+    verify(&backups, &out, Some(&work), &SERIES_FLAGS);
+}
+
+/// A standalone Spark cluster on this machine, every address 127.0.0.1, its logs and work
+/// folders in `dir`; its processes (each the leader of a process group of its own, with the
+/// executors and Python workers it starts) are stopped when it is dropped, also when a test
+/// fails.
+struct Cluster {
+    dir: PathBuf,
+    spark_home: PathBuf,
+    python: std::ffi::OsString,
+    port: u16,
+    webui: u16,
+    processes: Vec<std::process::Child>,
+}
+
+impl Cluster {
+    /// Starts a master and `workers` workers of one core and 1 GiB each, on free ports.
+    /// Fails the test (never skips it) when Spark or Java is missing.
+    fn start(dir: &Path, workers: usize) -> Cluster {
+        let python = std::env::var_os("MIGRATE_TEST_PYTHON").expect(
+            "MIGRATE_TEST_PYTHON is not set: run the tests with scripts/test, which installs \
+             Java and makes a Python environment with pyspark",
+        );
+        let home = Command::new(&python)
+            .args([
+                "-c",
+                "from pyspark.find_spark_home import _find_spark_home; print(_find_spark_home())",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            home.status.success(),
+            "no pyspark in MIGRATE_TEST_PYTHON (scripts/test installs it): {}",
+            String::from_utf8_lossy(&home.stderr)
+        );
+        let spark_home = PathBuf::from(String::from_utf8(home.stdout).unwrap().trim());
+        // The REST submission server listens on a fixed port (6066) unless turned off.
+        let properties = dir.join("spark-defaults.conf");
+        std::fs::write(&properties, "spark.master.rest.enabled false\n").unwrap();
+        let [port, webui] = free_ports();
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            spark_home,
+            python,
+            port,
+            webui,
+            processes: Vec::new(),
+        };
+        let master = cluster.master_url();
+        let (port, webui) = (port.to_string(), webui.to_string());
+        cluster.spawn(
+            "master",
+            &[
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--webui-port",
+                &webui,
+                "--properties-file",
+                properties.to_str().unwrap(),
+            ],
+        );
+        for worker in 1..=workers {
+            let work_dir = dir.join(format!("worker-{worker}"));
+            cluster.spawn(
+                &format!("worker-{worker}"),
+                &[
+                    "org.apache.spark.deploy.worker.Worker",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--webui-port",
+                    "0",
+                    "--cores",
+                    "1",
+                    "--memory",
+                    "1g",
+                    "--work-dir",
+                    work_dir.to_str().unwrap(),
+                    "--properties-file",
+                    properties.to_str().unwrap(),
+                    &master,
+                ],
+            );
+        }
+        cluster
+    }
+
+    fn master_url(&self) -> String {
+        format!("spark://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment of every Spark process: loopback only, every file in `dir`.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.spark_home.join("bin").join(program));
+        command
+            .env("SPARK_HOME", &self.spark_home)
+            .env("SPARK_LOCAL_IP", "127.0.0.1")
+            .env("SPARK_LOG_DIR", self.dir.join("logs"))
+            .env("SPARK_PID_DIR", self.dir.join("pids"))
+            .env("SPARK_WORKER_DIR", self.dir.join("worker"))
+            .env("PYSPARK_PYTHON", &self.python)
+            .env("PYSPARK_DRIVER_PYTHON", &self.python)
+            .stdin(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        command
+    }
+
+    /// Starts `spark-class ARGS`, its output in `dir/NAME.log`.
+    fn spawn(&mut self, name: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = (self.command("spark-class").args(args))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot run Spark's spark-class");
+        self.processes.push(child);
+    }
+
+    /// Waits until `count` workers are alive in the master's JSON status, or fails with
+    /// the logs after three minutes or when a process ends.
+    fn wait_for_workers(&mut self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while self.alive_workers() < count {
+            let ended =
+                (self.processes.iter_mut()).any(|child| !matches!(child.try_wait(), Ok(None)));
+            assert!(!ended, "a Spark process ended:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "{count} workers did not register with the master within 3 minutes:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The workers the master's web UI reports alive (0 while it does not answer).
+    fn alive_workers(&self) -> usize {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.webui)) else {
+            return 0;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let request = "GET /json/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        let mut response = String::new();
+        if stream.write_all(request.as_bytes()).is_err()
+            || stream.read_to_string(&mut response).is_err()
+        {
+            return 0;
+        }
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let Ok(status) = serde_json::from_str::<serde_json::Value>(body) else {
+            return 0;
+        };
+        (status["workers"].as_array().into_iter().flatten())
+            .filter(|w| w["state"] == "ALIVE")
+            .count()
+    }
+
+    /// Runs scripts/spark/migrate_diff.py with `spark-submit --master spark://…` and ARGS,
+    /// the driver bound to 127.0.0.1; fails with the logs when it fails or takes more than
+    /// fifteen minutes.
+    fn submit(&self, args: &[&str]) {
+        let log = self.dir.join("submit.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut child = (self.command("spark-submit"))
+            .args(["--master", &self.master_url()])
+            .args(["--conf", "spark.driver.host=127.0.0.1"])
+            .args(["--conf", "spark.driver.bindAddress=127.0.0.1"])
+            .args(["--conf", "spark.ui.enabled=false"])
+            .args(["--conf", "spark.executor.memory=1g"])
+            // Small data: a few shuffle partitions, so a date's files hold several sources.
+            .args(["--conf", "spark.sql.shuffle.partitions=4"])
+            .arg(root().join("scripts/spark/migrate_diff.py"))
+            .args(args)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("cannot run Spark's spark-submit");
+        let deadline = Instant::now() + Duration::from_secs(900);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                stop_group(&mut child);
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "spark-submit failed ({status:?}):\n{}",
+            self.logs()
+        );
+    }
+
+    /// The last lines of every log: the master's, the workers', the executors' and the
+    /// driver's.
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        let mut files: Vec<PathBuf> = (std::fs::read_dir(&self.dir).unwrap().flatten())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        // The executors' logs: worker-N/APP/EXECUTOR/stderr.
+        let below = |dir: &Path| -> Vec<PathBuf> {
+            let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+            entries.map(|e| e.path()).collect()
+        };
+        for worker in below(&self.dir) {
+            if worker
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("worker-"))
+            {
+                for executor in below(&worker).iter().flat_map(|app| below(app)) {
+                    files.push(executor.join("stderr"));
+                }
+            }
+        }
+        for file in files {
+            let Ok(log) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let lines: Vec<&str> = log.lines().collect();
+            text += &format!("--- {}\n", file.display());
+            text += &lines[lines.len().saturating_sub(40)..].join("\n");
+            text.push('\n');
+        }
+        text
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.processes {
+            stop_group(child);
+        }
+    }
+}
+
+/// Stops a process started as the leader of a process group, and the processes it started:
+/// SIGTERM to the group (Spark's daemons stop their executors on it), SIGKILL after ten
+/// seconds. A child not yet reaped keeps its id, so the group is still its own.
+fn stop_group(child: &mut std::process::Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    let group = -(child.id() as libc::pid_t);
+    unsafe { libc::kill(group, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            // The leader is gone; anything left of its group goes too.
+            unsafe { libc::kill(group, libc::SIGKILL) };
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(group, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// Ports free on 127.0.0.1 now: bound to port 0 at once, so they differ, then released.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }

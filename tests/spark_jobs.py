@@ -21,6 +21,9 @@ def main():
     jobs = json.load(open(sys.argv[1]))
     spark = (SparkSession.builder.master("local[2]").appName("migrate tests")
              .config("spark.ui.enabled", "false")
+             # Loopback only: the driver otherwise binds the machine's address.
+             .config("spark.driver.host", "127.0.0.1")
+             .config("spark.driver.bindAddress", "127.0.0.1")
              # Small data: a few shuffle partitions, so a date's files hold several sources.
              .config("spark.sql.shuffle.partitions", "4")
              .getOrCreate())

@@ -14,8 +14,11 @@ How it computes the diff, with migrate's semantics (README, Semantics):
   - The backups are the `date=YYYYMMDD` folders of the tree that hold a `_partitions.json`
     (extraction renames a folder into place only when it is complete). Each backup is
     compared with the one before it in date order, so a missing day compares across the gap.
-  - Every row of every backup is shuffled once, by its key; within a key its rows are sorted
-    by date, so a row's predecessor (`lag`) is the same key in an earlier backup. The row is
+  - Every row of every backup is shuffled once, by the 64-bit fingerprint of its key that
+    extraction stores (`__key_fingerprint`); within a fingerprint its rows are sorted by
+    date, so a row's predecessor (`lag`) is the same key in an earlier backup. The key
+    columns are checked afterwards, as migrate's own diff does: when two keys share a
+    fingerprint (or files have none), the job runs again by the key columns. The row is
     new (an issue row, `__added`) when that predecessor is missing or is not from the backup
     just before (a key that appears, or comes back after a removal); otherwise it is an
     issue row when a compared column differs. A row whose successor (`lead`) is not in the
@@ -58,6 +61,10 @@ RESULT_FORMAT = 1
 DATE, PREVIOUS, NEXT, SELECTED = "__date", "__previous", "__next", "__selected"
 BEFORE, AFTER = "__seen_before", "__seen_after"
 ADDED, VALUE, PREVIOUS_VALUE = "__added", "value", "value__old"
+# The key's 64-bit fingerprint that extraction stores in each Parquet partition.
+FINGERPRINT = "__key_fingerprint"
+# The message of a fingerprint shared by two keys: the job then runs again by key columns.
+COLLISION = "MIGRATE-COLLISION"
 
 
 class JobError(Exception):
@@ -180,7 +187,8 @@ def plan_pairs(records, selected):
 
 
 def read_rows(spark, partitions, records, pairs, stored):
-    """The rows of the backups of `pairs`, their stored columns and their date."""
+    """The rows of the backups of `pairs`, their stored columns, their date and, when every
+    file holds it, the key's fingerprint (`FINGERPRINT`, else no such column)."""
     root = partitions.rstrip("/")
     with_rows = [date for date, *_ in pairs if records[date]["rows"] > 0]
     if not with_rows:  # Parquet has no file to take the types from
@@ -188,27 +196,42 @@ def read_rows(spark, partitions, records, pairs, stored):
         schema = ", ".join("`%s` %s" % (c["name"], SPARK_TYPES.get(kind_name(c), "string"))
                            for c in table if c["name"] in stored)
         return spark.createDataFrame([], schema + ", %s string" % DATE)
-    return (spark.read.option("basePath", root)
-            .parquet(*["%s/date=%s" % (root, d) for d in with_rows])
-            # Only the columns migrate stores, by name: files may hold more.
-            .select(*[F.col("`%s`" % c) for c in stored],
-                    F.col("date").cast("string").alias(DATE)))
+    paths = ["%s/date=%s" % (root, d) for d in with_rows]
+    frame = spark.read.option("basePath", root).parquet(*paths)
+    columns = [F.col("`%s`" % c) for c in stored]
+    if FINGERPRINT in frame.columns:
+        # Spark reads Parquet's unsigned 64-bit integers as decimal(20,0) (and cannot read
+        # them as bigint from dictionary pages): hashed to a bigint, which keys with equal
+        # fingerprints share. A file without the column gives NULL, all of which hash alike:
+        # the diff then finds keys that differ within one hash and pairs by the key columns.
+        columns.append(F.xxhash64(F.col(FINGERPRINT)).alias(FINGERPRINT))
+    # Only the columns migrate stores, by name: files may hold more.
+    return frame.select(*columns, F.col("date").cast("string").alias(DATE))
 
 
-def diff(spark, frame, stored, partition_column, key, ignore, pairs, unsigned=()):
+def diff(spark, frame, stored, partition_column, key, ignore, pairs, unsigned=(),
+         by_fingerprint=None):
     """The issue rows and removals of the pairs, as one frame with an `output` column;
-    `unsigned` columns are written as their digits."""
+    `unsigned` columns are written as their digits. Rows are grouped by the key's
+    fingerprint when the frame has it (unless `by_fingerprint` is False), else by the key
+    columns; a fingerprint that two keys share then fails the job with `COLLISION`."""
+    if by_fingerprint is None:
+        by_fingerprint = FINGERPRINT in frame.columns
     compared = [c for c in stored if c not in key and c not in ignore]
     schedule = spark.createDataFrame(
         pairs, "%s string, %s string, %s string, %s boolean" % (DATE, PREVIOUS, NEXT, SELECTED))
-    by_key = Window.partitionBy(*[F.col("`%s`" % k) for k in key]).orderBy(DATE)
+    keys = [F.col("`%s`" % k) for k in key]
+    # One bigint to hash, shuffle and sort by instead of the key's columns (text mostly).
+    by_key = Window.partitionBy(F.col(FINGERPRINT) if by_fingerprint else keys).orderBy(DATE)
     # The same key in the backup before (lag) and after (lead) in the rows read; window
     # values are columns of their own, as filters cannot hold window functions.
     olds = ["__old_%d" % i for i in range(len(compared))]
+    checks = ["__key_%d" % i for i in range(len(key))] if by_fingerprint else []
     rows = (frame.join(F.broadcast(schedule), DATE)
             .select("*", F.lag(DATE).over(by_key).alias(BEFORE),
                     F.lead(DATE).over(by_key).alias(AFTER),
-                    *[F.lag("`%s`" % c).over(by_key).alias(o) for c, o in zip(compared, olds)]))
+                    *[F.lag("`%s`" % c).over(by_key).alias(o) for c, o in zip(compared, olds)],
+                    *[F.lag("`%s`" % k).over(by_key).alias(o) for k, o in zip(key, checks)]))
     before, after = F.col(BEFORE), F.col(AFTER)
     added = F.col(PREVIOUS).isNull() | before.isNull() | (before != F.col(PREVIOUS))
     differs = F.lit(False)
@@ -222,22 +245,33 @@ def diff(spark, frame, stored, partition_column, key, ignore, pairs, unsigned=()
         F.lit("; the key must identify one row (pass --key with the table's unique key)")))
     is_issue = (F.when(before == F.col(DATE), duplicate)
                 .otherwise(F.col(SELECTED) & (added | differs)))
+    if by_fingerprint:
+        # The key columns checked afterwards, as the local diff does: a row whose fingerprint
+        # the row before it shares has its key. Two keys of one hash (or files without
+        # fingerprints) sort next to each other somewhere in the window.
+        same_key = F.lit(True)
+        for k, o in zip(key, checks):
+            same_key = same_key & F.col("`%s`" % k).eqNullSafe(F.col(o))
+        collision = before.isNotNull() & ~same_key
+        is_issue = F.when(collision, F.raise_error(F.lit(COLLISION))).otherwise(is_issue)
     is_removal = F.col(NEXT).isNotNull() & (after.isNull() | (after != F.col(NEXT)))
-    # Each row once as a candidate issue row of its backup and once as a candidate removal
-    # from the next backup, so that one pass over the window gives both outputs.
+    # A row can be an issue row of its backup and a removal from the next backup: the rows
+    # that are either are kept, then each once per output it belongs to.
     diffed = sorted({date for date, _, _, chosen in pairs if chosen})
+    removal = is_removal & F.col(NEXT).isin(diffed)
+    outputs = F.filter(F.array(F.when(is_issue, F.lit("issues")),
+                               F.when(removal, F.lit("removals"))), lambda o: o.isNotNull())
     as_issue = F.col("output") == "issues"
-    keep = F.when(as_issue, is_issue).otherwise(is_removal & F.col(NEXT).isin(diffed))
     columns = [F.col("`%s`" % c).cast("string").alias(c) if c in unsigned else F.col("`%s`" % c)
-               for c in stored] + [F.when(as_issue, added).alias(ADDED)]
+               for c in stored] + [F.when(as_issue, F.col(ADDED)).alias(ADDED)]
     if VALUE in compared:
         old_value = F.col(olds[compared.index(VALUE)])
         if VALUE in unsigned:
             old_value = old_value.cast("string")
-        columns.append(F.when(as_issue & ~added, old_value).alias(PREVIOUS_VALUE))
-    both = (rows.withColumn("output", F.explode(F.array(F.lit("issues"), F.lit("removals"))))
-            .filter(keep)
-            .select(*columns, F.when(as_issue, F.col(DATE)).otherwise(F.col(NEXT)).alias("date"),
+        columns.append(F.when(as_issue & ~F.col(ADDED), old_value).alias(PREVIOUS_VALUE))
+    both = (rows.select("*", F.explode(outputs).alias("output"), added.alias(ADDED))
+            .select(*columns,
+                    F.when(as_issue, F.col(DATE)).otherwise(F.col(NEXT)).alias("date"),
                     "output"))
     # One task per (output, date, source) group, sorted by source: `migrate emit` reads a
     # source of a date by the statistics of the files' row groups.
@@ -265,21 +299,40 @@ def run(spark, partitions, result, key, ignore, dates=None):
     stored, partition_column = check_records(records, key, ignore)
     pairs = plan_pairs(records, parse_dates(dates) if dates else (lambda _: True))
     rows = read_rows(spark, partitions, records, pairs, stored)
-    frame = diff(spark, rows, stored, partition_column, key, ignore, pairs,
-                 unsigned_columns(records[pairs[0][0]]))
+    unsigned = unsigned_columns(records[pairs[0][0]])
     try:
-        (frame.write.mode("overwrite").option("compression", "zstd")
-         .partitionBy("output", "date").parquet(result))
-    except Exception as error:  # a Py4J or Spark error: find our own message in it
-        text = str(error)
-        if "MIGRATE: " in text:
-            message = text.split("MIGRATE: ", 1)[1].split("\n", 1)[0].split(" SQLSTATE")[0]
-            raise JobError(message.rstrip(" .'\"") + ".") from None
-        raise
+        write(diff(spark, rows, stored, partition_column, key, ignore, pairs, unsigned), result)
+    except Collision:
+        # Two keys share a fingerprint (about one series in 10^5 of 30 M keys), or some
+        # files have none: the whole diff again, by the key columns.
+        print("two keys share a fingerprint's hash: diffing again by the key columns",
+              file=sys.stderr)
+        write(diff(spark, rows, stored, partition_column, key, ignore, pairs, unsigned,
+                   by_fingerprint=False), result)
     record = json.dumps(job_record(records, pairs, key, ignore, stored, partition_column))
     (spark.createDataFrame([(record,)], "value string").coalesce(1)
      .write.mode("overwrite").text(result.rstrip("/") + "/_job"))
     return len([p for p in pairs if p[3]])
+
+
+class Collision(Exception):
+    """A key fingerprint that two keys share: the diff runs again by the key columns."""
+
+
+def write(frame, result):
+    """Writes the diff's rows as the result's Parquet; a failure of our own raises JobError
+    with its message, or Collision."""
+    try:
+        (frame.drop(FINGERPRINT).write.mode("overwrite").option("compression", "zstd")
+         .partitionBy("output", "date").parquet(result))
+    except Exception as error:  # a Py4J or Spark error: find our own message in it
+        text = str(error)
+        if COLLISION in text:
+            raise Collision() from None
+        if "MIGRATE: " in text:
+            message = text.split("MIGRATE: ", 1)[1].split("\n", 1)[0].split(" SQLSTATE")[0]
+            raise JobError(message.rstrip(" .'\"") + ".") from None
+        raise
 
 
 def names(text):
