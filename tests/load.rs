@@ -356,7 +356,7 @@ fn a_server_stopped_inside_a_date_loses_that_date_only() {
     assert_eq!(server.rows("epidata"), server.rows("reference"));
 }
 
-fn wait_for(flag: &PathBuf, child: &Child) {
+fn wait_for(flag: &Path, child: &Child) {
     for _ in 0..1200 {
         if flag.exists() {
             return;
