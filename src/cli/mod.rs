@@ -175,6 +175,8 @@ pub struct DatabaseArgs {
     /// The target database: mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, with
     /// ?socket=PATH for a Unix socket (the password may also come from --password-file or
     /// MYSQL_PWD)
+    // The help text is clap's: its brackets are no links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
 
