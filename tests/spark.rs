@@ -741,9 +741,9 @@ fn assert_series_has_every_feature(out: &Path) {
 
 /// The job as deployed: submitted with `spark-submit` to a standalone cluster of one master
 /// and two workers of one core each (separate JVMs, every address 127.0.0.1), so that the
-/// executors run in other processes than the driver, the job's Python functions are
-/// serialised to them, they read the partitions by the paths the driver names and several
-/// processes write the result. `migrate emit --from` that result is a local run byte for
+/// executors run in other processes than the driver, the job's tasks are serialised to
+/// them, they read the partitions by the paths the driver names and several processes
+/// write the result. `migrate emit --from` that result is a local run byte for
 /// byte.
 #[test]
 fn the_job_on_a_standalone_cluster_gives_a_local_run_byte_for_byte() {
