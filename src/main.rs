@@ -174,7 +174,6 @@ fn main() -> ExitCode {
 /// Writes the history of the asked points to standard output: a table on a terminal, else
 /// CSV (unless `--format` says).
 fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
-    use std::io::{IsTerminal, Write};
     let request = HistoryRequest {
         out: args.out,
         source: args.source,
@@ -183,48 +182,38 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
         time_values: args.time_value,
     };
     let frame = history(&request)?;
-    let stdout = std::io::stdout();
-    let format = args.format.unwrap_or(match stdout.is_terminal() {
-        true => HistoryFormat::Table,
-        false => HistoryFormat::Csv,
-    });
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    match format {
-        HistoryFormat::Csv => {
-            let names = frame
-                .get_column_names()
-                .into_iter()
-                .map(|n| n.as_str())
-                .collect();
-            write_rows(&mut out, &frame, names, None, OutputFormat::Csv, "")?
-        }
-        HistoryFormat::Table => write_text_table(&mut out, &frame)?,
-    }
-    out.flush()?;
-    Ok(())
+    let names: Vec<&str> = frame
+        .get_column_names()
+        .into_iter()
+        .map(|n| n.as_str())
+        .collect();
+    print_frame(&frame, names, args.format)
 }
 
 /// `migrate sources`: the sources and signals of an output, as a table on a terminal, else
 /// CSV (unless `--format` says).
 fn print_sources(args: SourcesArgs) -> anyhow::Result<()> {
-    use std::io::{IsTerminal, Write};
     let frame = sources(&args.out)?;
+    print_frame(&frame, SOURCE_COLUMNS.to_vec(), args.format)
+}
+
+/// Writes a frame to standard output: aligned columns on a terminal, else CSV (unless
+/// `format` says).
+fn print_frame(
+    frame: &polars::prelude::DataFrame,
+    names: Vec<&str>,
+    format: Option<HistoryFormat>,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
     let stdout = std::io::stdout();
-    let format = args.format.unwrap_or(match stdout.is_terminal() {
+    let format = format.unwrap_or(match stdout.is_terminal() {
         true => HistoryFormat::Table,
         false => HistoryFormat::Csv,
     });
     let mut out = std::io::BufWriter::new(stdout.lock());
     match format {
-        HistoryFormat::Csv => write_rows(
-            &mut out,
-            &frame,
-            SOURCE_COLUMNS.to_vec(),
-            None,
-            OutputFormat::Csv,
-            "",
-        )?,
-        HistoryFormat::Table => write_text_table(&mut out, &frame)?,
+        HistoryFormat::Csv => write_rows(&mut out, frame, names, None, OutputFormat::Csv, "")?,
+        HistoryFormat::Table => write_text_table(&mut out, frame)?,
     }
     out.flush()?;
     Ok(())
