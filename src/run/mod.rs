@@ -2,6 +2,7 @@
 //! before it wrote, skipping units that are finished and still valid.
 
 pub mod extracting;
+pub mod memory_limit;
 pub mod plan;
 pub mod progress;
 pub mod schedule;
