@@ -5,7 +5,10 @@
 //! only in the older one are removals.
 
 pub mod file_read;
+pub mod merge;
 pub mod spark;
+
+pub use self::merge::SortedRows;
 
 use std::borrow::Cow;
 use std::path::Path;
