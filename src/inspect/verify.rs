@@ -13,6 +13,7 @@ use crate::inspect::replay::{
     apply, check_issue_and_lag, compare, describe_keys, read_issues, read_removals,
 };
 use crate::run::extracting::extract_pending;
+use crate::run::memory_limit::budget;
 use crate::run::plan::Plan;
 use crate::stages::diff::read_partition;
 use crate::workdir::lock::lock_work_folder;
@@ -39,11 +40,12 @@ impl VerifyReport {
 
 pub fn verify(config: &Config) -> Result<VerifyReport> {
     let paths = Paths::new(config);
+    let budget = budget(config)?;
     // Verify may extract: it writes to the work folder like a run.
     let _lock = lock_work_folder(&config.work)?;
     let mut plan = Plan::new(config, &paths)?;
     // The backups are read through their partitions: extract those missing or outdated.
-    extract_pending(&mut plan, config, &paths)?;
+    extract_pending(&mut plan, config, &paths, &budget)?;
     let scratch = tempfile::Builder::new()
         .prefix(".tmp-verify-")
         .tempdir_in(&config.work)?;

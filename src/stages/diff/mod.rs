@@ -514,29 +514,6 @@ fn diff_on_keys(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Resu
     })
 }
 
-/// Joins the results of a unit's buckets into the result of the whole unit.
-pub fn combine(parts: Vec<DiffResult>, layout: &Layout) -> Result<DiffResult> {
-    let stack = |frames: Vec<LazyFrame>| -> Result<DataFrame> {
-        let all = concat(frames, UnionArgs::default())?;
-        let mut frame = sort_by_key(all, layout).collect()?;
-        frame.rechunk_mut();
-        Ok(frame)
-    };
-    let sum = |f: fn(&DiffResult) -> usize| parts.iter().map(f).sum::<usize>();
-    let (added, changed, rows) = (sum(|p| p.added), sum(|p| p.changed), sum(|p| p.rows));
-    let (issues, removed): (Vec<_>, Vec<_>) = parts
-        .into_iter()
-        .map(|p| (p.issues.lazy(), p.removed.lazy()))
-        .unzip();
-    Ok(DiffResult {
-        issues: stack(issues)?,
-        removed: stack(removed)?,
-        added,
-        changed,
-        rows,
-    })
-}
-
 /// The columns of removed rows: every stored column, text as strings.
 fn removed_schema(layout: &Layout) -> Schema {
     schema(layout)
