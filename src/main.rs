@@ -11,7 +11,7 @@ use migrate::inspect::plot::{plot, PlotRequest};
 use migrate::inspect::text_table::write_text_table;
 use migrate::inspect::verify::verify;
 use migrate::run::{run, RunSummary};
-use migrate::stages::emit::write_rows;
+use migrate::stages::emit::write_rows_from;
 use migrate::workdir::lock::Busy;
 use migrate::{cli::logging, inspect::dry_run, workdir::interrupt};
 
@@ -154,8 +154,10 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
         signal: args.signal,
         geo_values: args.geo,
         time_values: args.time_value,
+        memory_limit: args.memory_limit,
+        max_part_rows: args.max_part_rows,
     };
-    let frame = history(&request)?;
+    let history = history(&request)?;
     let stdout = std::io::stdout();
     let format = args.format.unwrap_or(match stdout.is_terminal() {
         true => HistoryFormat::Table,
@@ -164,14 +166,12 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     match format {
         HistoryFormat::Csv => {
-            let names = frame
-                .get_column_names()
-                .into_iter()
-                .map(|n| n.as_str())
-                .collect();
-            write_rows(&mut out, &frame, names, OutputFormat::Csv, "")?
+            let names = history.columns.iter().map(String::as_str).collect();
+            let chunks = history.rows.chunks()?;
+            write_rows_from(&mut out, chunks, names, OutputFormat::Csv, "")?;
         }
-        HistoryFormat::Table => write_text_table(&mut out, &frame)?,
+        // A table's columns are as wide as their widest value: it is made whole.
+        HistoryFormat::Table => write_text_table(&mut out, &history.frame()?)?,
     }
     out.flush()?;
     Ok(())

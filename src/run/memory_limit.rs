@@ -88,7 +88,12 @@ impl fmt::Display for BudgetFrom {
 /// machine and the process's cgroup allow. A budget below `MIN_MEMORY_LIMIT` is refused (a
 /// `UsageError`, exit status 2) rather than exceeded; the message says where it came from.
 pub fn budget(config: &Config) -> Result<Budget> {
-    let budget = match config.memory_limit {
+    budget_of(config.memory_limit)
+}
+
+/// `budget` for a `--memory-limit` of `limit` (None: the default).
+pub fn budget_of(limit: Option<u64>) -> Result<Budget> {
+    let budget = match limit {
         Some(bytes) => Budget::flag(bytes),
         None => default_budget(),
     };

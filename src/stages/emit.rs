@@ -611,16 +611,46 @@ pub fn write_rows(
     format: OutputFormat,
     table: &str,
 ) -> Result<()> {
+    write_rows_from(
+        out,
+        std::iter::once(Ok(frame.clone())),
+        names,
+        format,
+        table,
+    )?;
+    Ok(())
+}
+
+/// `write_rows` for the rows of several frames (at least one), one after the other: rows
+/// merged from parts on disk, written a batch at a time. Returns the number of rows.
+pub fn write_rows_from(
+    out: &mut dyn Write,
+    frames: impl Iterator<Item = Result<DataFrame>>,
+    names: Vec<&str>,
+    format: OutputFormat,
+    table: &str,
+) -> Result<usize> {
+    let mut written = 0;
     if format == OutputFormat::Parquet {
-        ParquetWriter::new(out).finish(&mut frame.select(names)?)?;
-        return Ok(());
+        let selected = frames.map(|frame| {
+            let frame = frame?.select(names.iter().copied())?;
+            written += frame.height();
+            Ok(frame)
+        });
+        write_parquet_chunks(out, selected)?;
+        return Ok(written);
     }
-    let columns = cells_of(frame, &names)?;
-    let mut writer = RowWriter::start(out, format, table, names, 1000, &[])?;
-    for row in 0..frame.height() {
-        writer.row(out, columns.iter().map(|c| c.get(row)))?;
+    let mut writer = RowWriter::start(out, format, table, names.clone(), 1000, &[])?;
+    for frame in frames {
+        let frame = frame?;
+        let columns = cells_of(&frame, &names)?;
+        for row in 0..frame.height() {
+            writer.row(out, columns.iter().map(|c| c.get(row)))?;
+        }
+        written += frame.height();
     }
-    writer.finish(out)
+    writer.finish(out)?;
+    Ok(written)
 }
 
 fn issue_and_lag_of<'c>(

@@ -84,19 +84,40 @@ pub fn read_diff_input(
     layout: &Layout,
     bucket: Option<(usize, usize)>,
 ) -> Result<DataFrame> {
-    let keep = bucket.map(|(bucket, buckets)| {
-        let time_value = layout
-            .names()
-            .nth(layout.time_value)
-            .expect("a time_value column");
-        let k = lit(buckets as i64);
-        RowPredicate {
-            // Remainders of negative numbers are negative: shift them into 0..k.
-            expr: ((col(time_value) % k.clone() + k.clone()) % k).eq(lit(bucket as i64)),
-            columns: vec![time_value.to_string()],
-        }
-    });
+    let keep = bucket.map(|bucket| bucket_predicate(layout, bucket));
     read_partition_where(path, layout, keep, Reading::DiffInput)
+}
+
+/// `read_partition`, keeping only the rows of `bucket` (`(bucket, buckets)`, as
+/// `read_diff_input` splits them) when one is given.
+pub fn read_partition_in(
+    path: Option<&Path>,
+    layout: &Layout,
+    bucket: Option<(usize, usize)>,
+) -> Result<DataFrame> {
+    let keep = bucket.map(|bucket| bucket_predicate(layout, bucket));
+    read_partition_where(path, layout, keep, Reading::Table)
+}
+
+/// The rows whose `time_value` is `bucket` modulo `buckets`.
+fn bucket_predicate(layout: &Layout, (bucket, buckets): (usize, usize)) -> RowPredicate {
+    let time_value = layout
+        .names()
+        .nth(layout.time_value)
+        .expect("a time_value column");
+    RowPredicate {
+        expr: bucket_of(time_value, buckets).eq(lit(bucket as i64)),
+        columns: vec![time_value.to_string()],
+    }
+}
+
+/// The bucket of each row, of `buckets` split by the integer `column`: its remainder, the
+/// remainders of negative numbers shifted into 0..buckets, NULL in bucket 0. A key always
+/// falls in the same bucket of both backups, so bucket by bucket diffs (and replays) add
+/// up to the whole.
+pub fn bucket_of(column: &str, buckets: usize) -> Expr {
+    let k = lit(buckets as i64);
+    ((col(column) % k.clone() + k.clone()) % k).fill_null(lit(0i64))
 }
 
 /// What a partition is read for.
