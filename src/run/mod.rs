@@ -612,12 +612,12 @@ fn run_diff_unit(
     let old_path = previous.map(|(p, i)| partition(&p.backup.stamp(), i));
     // Kept until the unit's files are written: a split unit's buckets, merged as they are read.
     let mut split_parts = None;
-    let result = if let Some(spark) = spark {
-        let rows = (info.partitions.iter())
-            .find(|p| p.stem == unit.stem)
-            .map_or(0, |p| p.rows);
-        let first = previous.is_none();
-        let result = spark.unit(date, first, &unit.source, rows as usize, &layout);
+    let spark_rows = (info.partitions.iter())
+        .find(|p| p.stem == unit.stem)
+        .map_or(0, |p| p.rows as usize);
+    let first = previous.is_none();
+    let result = if let (Some(spark), true) = (spark, buckets <= 1) {
+        let result = spark.unit(date, first, &unit.source, spark_rows, &layout, None);
         UnitRows::from(result.with_context(context)?)
     } else if buckets <= 1 {
         let new = read_diff_input(new_path.as_deref(), &layout, None)?;
@@ -667,9 +667,18 @@ fn run_diff_unit(
             let read = |path: &Option<PathBuf>| {
                 read_diff_input(path.as_deref(), &layout, Some((bucket, buckets)))
             };
-            let new = read(&new_path)?;
-            let old = old_path.as_ref().map(read).transpose()?;
-            let mut part = diff(old, new, &layout).with_context(context)?;
+            let part = match spark {
+                Some(spark) => {
+                    let bucket = Some((bucket, buckets));
+                    spark.unit(date, first, &unit.source, 0, &layout, bucket)
+                }
+                None => {
+                    let new = read(&new_path)?;
+                    let old = old_path.as_ref().map(read).transpose()?;
+                    diff(old, new, &layout)
+                }
+            };
+            let mut part = part.with_context(context)?;
             rows.added += part.added;
             rows.changed += part.changed;
             rows.rows += part.rows;
@@ -687,6 +696,9 @@ fn run_diff_unit(
             }
             drop(part);
             release_free_memory();
+        }
+        if spark.is_some() {
+            rows.rows = spark_rows;
         }
         split_parts = Some(scratch);
         rows
