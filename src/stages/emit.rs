@@ -467,8 +467,11 @@ fn describe_cell(cell: Cell) -> String {
 /// `issue_prefix` columns and `issue`.
 struct LatestIssues<'a> {
     ctx: &'a EmitContext<'a>,
-    /// `(prefix values..., issue)` tuples as SQL, of every row inserted.
+    /// `(prefix values..., issue)` tuples as SQL, of every row inserted (not collected for
+    /// the first backup, whose file unflags nothing: most of a history's rows are there).
     inserted: std::collections::BTreeSet<Vec<u8>>,
+    /// Whether any row was inserted.
+    any: bool,
     prefix: Vec<usize>,
 }
 
@@ -482,12 +485,17 @@ impl<'a> LatestIssues<'a> {
         LatestIssues {
             ctx,
             inserted: Default::default(),
+            any: false,
             prefix,
         }
     }
 
     fn inserted<'c>(&mut self, stored: &dyn Fn(usize) -> Cell<'c>, issue: i64) {
         if self.prefix.is_empty() {
+            return;
+        }
+        self.any = true;
+        if self.ctx.previous.is_none() {
             return;
         }
         let mut tuple = Vec::new();
@@ -511,7 +519,7 @@ impl<'a> LatestIssues<'a> {
         let Some(plan) = self.ctx.target.filter(|p| p.maintains_latest) else {
             return Ok(());
         };
-        if self.inserted.is_empty() {
+        if !self.any {
             return Ok(());
         }
         if self.ctx.previous.is_none() {
