@@ -94,7 +94,16 @@ pub fn budget(config: &Config) -> Result<Budget> {
 /// `budget` for a `--memory-limit` of `limit` (None: the default).
 pub fn budget_of(limit: Option<u64>) -> Result<Budget> {
     let budget = match limit {
-        Some(bytes) => Budget::flag(bytes),
+        Some(bytes) => {
+            if let Some(cgroup) = cgroup_limit().filter(|c| c.room() < bytes) {
+                tracing::warn!(
+                    "--memory-limit {} is more than the process's cgroup allows ({cgroup}): \
+                     the kernel may stop the run first",
+                    human(bytes)
+                );
+            }
+            Budget::flag(bytes)
+        }
         None => default_budget(),
     };
     check_floor(&budget)?;
