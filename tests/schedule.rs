@@ -43,7 +43,7 @@ fn split_and_concurrent_units_write_the_same_output() {
             split.path(),
             &[
                 "--max-part-rows",
-                "40",
+                "120",
                 "--partition-format",
                 partitions,
                 "--format",
