@@ -1,3 +1,4 @@
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -14,7 +15,7 @@ use migrate::inspect::verify::verify;
 use migrate::inspect::verify_database::verify_database;
 use migrate::run::loading::{load, LoadRequest};
 use migrate::run::{run, RunSummary};
-use migrate::stages::emit::write_rows;
+use migrate::stages::emit::{write_rows, write_rows_from};
 use migrate::stages::load::database::TableBusy;
 use migrate::workdir::lock::Busy;
 use migrate::{cli::logging, inspect::dry_run, workdir::interrupt};
@@ -180,37 +181,54 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
         signal: args.signal,
         geo_values: args.geo,
         time_values: args.time_value,
+        memory_limit: args.memory_limit,
+        max_part_rows: args.max_part_rows,
     };
-    let frame = history(&request)?;
-    let names: Vec<&str> = frame
-        .get_column_names()
-        .into_iter()
-        .map(|n| n.as_str())
-        .collect();
-    print_frame(&frame, names, args.format)
+    let history = history(&request)?;
+    match chosen_format(args.format) {
+        HistoryFormat::Csv => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let names = history.columns.iter().map(String::as_str).collect();
+            let chunks = history.rows.chunks()?;
+            write_rows_from(&mut out, chunks, names, None, OutputFormat::Csv, "")?;
+            out.flush()?;
+            Ok(())
+        }
+        // A table's columns are as wide as their widest value: it is made whole.
+        HistoryFormat::Table => {
+            let frame = history.frame()?;
+            let names = frame
+                .get_column_names()
+                .into_iter()
+                .map(|n| n.as_str())
+                .collect();
+            print_frame(&frame, names, HistoryFormat::Table)
+        }
+    }
 }
 
 /// `migrate sources`: the sources and signals of an output, as a table on a terminal, else
 /// CSV (unless `--format` says).
 fn print_sources(args: SourcesArgs) -> anyhow::Result<()> {
     let frame = sources(&args.out)?;
-    print_frame(&frame, SOURCE_COLUMNS.to_vec(), args.format)
+    print_frame(&frame, SOURCE_COLUMNS.to_vec(), chosen_format(args.format))
 }
 
-/// Writes a frame to standard output: aligned columns on a terminal, else CSV (unless
-/// `format` says).
+/// `--format`, else a table on a terminal and CSV otherwise.
+fn chosen_format(format: Option<HistoryFormat>) -> HistoryFormat {
+    format.unwrap_or(match std::io::stdout().is_terminal() {
+        true => HistoryFormat::Table,
+        false => HistoryFormat::Csv,
+    })
+}
+
+/// Writes a frame to standard output, as `format` says.
 fn print_frame(
     frame: &polars::prelude::DataFrame,
     names: Vec<&str>,
-    format: Option<HistoryFormat>,
+    format: HistoryFormat,
 ) -> anyhow::Result<()> {
-    use std::io::{IsTerminal, Write};
-    let stdout = std::io::stdout();
-    let format = format.unwrap_or(match stdout.is_terminal() {
-        true => HistoryFormat::Table,
-        false => HistoryFormat::Csv,
-    });
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
         HistoryFormat::Csv => write_rows(&mut out, frame, names, None, OutputFormat::Csv, "")?,
         HistoryFormat::Table => write_text_table(&mut out, frame)?,

@@ -348,3 +348,22 @@ fn history_equals_sql_over_the_loaded_output() {
         assert_eq!(canonical(&ours), canonical(&theirs), "{source} {signal}");
     }
 }
+
+/// A source too large for the memory budget is read in buckets of `time_value` (forced here
+/// with the hidden `--max-part-rows`), each bucket's points sorted to disk and merged: the
+/// same history, weekly points with two issues in one epiweek and removals included.
+#[test]
+fn a_history_in_parts_is_the_whole_history() {
+    let out = tempfile::tempdir().unwrap();
+    migrate_fixtures(out.path(), &[]);
+    for (source, signal) in [
+        ("fb-survey", "smoothed_wili"),
+        ("jhu-csse", "confirmed_incidence_num"),
+    ] {
+        let args = ["--source", source, "--signal", signal];
+        let whole = history(out.path(), &args);
+        let parts = history(out.path(), &[&args[..], &["--max-part-rows", "3"]].concat());
+        assert!(whole.rows.len() > 3, "{source} {signal}: {whole:?}");
+        assert_eq!(parts, whole, "{source} {signal}");
+    }
+}

@@ -192,7 +192,8 @@ fn a_backup_that_grows_while_it_is_extracted_fails_its_unit() {
             std::io::Write::write_all(&mut file, b"\n-- more rows to come\n").unwrap();
         }
     });
-    let error = migrate::stages::extract::extract(found, &inputs, &config, &dest, on_read)
+    let buffer = 64 << 20;
+    let error = migrate::stages::extract::extract(found, &inputs, &config, &dest, buffer, on_read)
         .unwrap_err()
         .to_string();
     assert!(error.contains("changed while it was read"), "{error}");

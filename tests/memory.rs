@@ -1,13 +1,16 @@
 //! Memory stays flat whatever the size of a dump, even when one INSERT is a single line of
-//! hundreds of MB. Its own test binary, so that the peak RSS of children is this test's alone.
+//! hundreds of MB, and `--memory-limit` holds at 256 MiB (the least it takes) and 512 MiB:
+//! extraction, a diff whose units are split, and the merge of their buckets. Its own test
+//! binary, so that the peak RSS of children is this test's alone.
 
 mod common;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::Command;
 
 /// Writes a dump whose rows all sit in one INSERT on one line.
-fn one_line_dump(path: &std::path::Path, rows: usize) {
+fn one_line_dump(path: &Path, rows: usize) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     write!(
         out,
@@ -31,28 +34,53 @@ fn one_line_dump(path: &std::path::Path, rows: usize) {
     writeln!(out, ";").unwrap();
 }
 
-/// Extracts the backups in `dir` in a child process; returns the child's own peak RSS in
-/// KiB (from `wait4`, so that children run before it do not count).
+/// Runs `command` to its end; returns its own peak RSS in KiB (from `wait4`, so that
+/// children run before it do not count). It must succeed.
 #[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child cannot see
-fn extract(dir: &std::path::Path, format: &str) -> i64 {
-    let out = tempfile::tempdir().unwrap();
-    let child = Command::new(assert_cmd::cargo::cargo_bin("migrate"))
-        .arg("extract")
-        .arg("--backups")
-        .arg(dir)
-        .arg("--out")
-        .arg(out.path())
-        .args(["-q", "--partition-format", format])
-        .spawn()
-        .unwrap();
+fn peak_of(command: &mut Command) -> i64 {
+    let child = command.spawn().unwrap();
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child and fills the status and usage it is given.
     let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     assert_eq!(waited, child.id() as libc::pid_t);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{command:?} failed"
+    );
     usage.ru_maxrss
 }
+
+/// `migrate [SUBCOMMAND] --backups DIR --out OUT EXTRA…`, its log to `log`.
+fn migrate_in(dir: &Path, out: &Path, extra: &[&str], log: &Path) -> Command {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
+    let subcommand = extra.iter().take_while(|a| !a.starts_with('-'));
+    command
+        .args(subcommand.clone())
+        .arg("--backups")
+        .arg(dir)
+        .arg("--out")
+        .arg(out)
+        .args(&extra[subcommand.count()..])
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(log).unwrap())
+        .stdout(std::process::Stdio::null());
+    command
+}
+
+/// Extracts the backups in `dir` in a child process; returns its peak RSS in KiB.
+fn extract(dir: &Path, format: &str, extra: &[&str]) -> i64 {
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("log");
+    let mut args = vec!["extract", "-q", "--partition-format", format];
+    args.extend(extra);
+    peak_of(&mut migrate_in(dir, out.path(), &args, &log))
+}
+
+const MIB: i64 = 1024; // in KiB, as wait4 counts
+
+/// The limits the tests hold: the floor, and twice it.
+const LIMITS: [(&str, i64); 2] = [("256MiB", 256 * MIB), ("512MiB", 512 * MIB)];
 
 #[test]
 fn a_300_mb_single_line_insert_extracts_in_flat_memory() {
@@ -67,14 +95,75 @@ fn a_300_mb_single_line_insert_extracts_in_flat_memory() {
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(size > 250_000_000, "the dump is only {size} bytes");
     for format in ["parquet", "csv"] {
-        let small_peak = extract(small.path(), format);
-        let large_peak = extract(large.path(), format);
+        let small_peak = extract(small.path(), format, &[]);
+        let large_peak = extract(large.path(), format, &[]);
         // 100 times the data; the peak may grow by the read-ahead buffers and, for Parquet,
         // one row group's buffers, not with the dump.
         assert!(
             large_peak < small_peak + 48 * 1024,
             "{format}: peak RSS {large_peak} KiB for {size} bytes against {small_peak} KiB \
              for 1%"
+        );
+        for (limit, kib) in LIMITS {
+            let peak = extract(large.path(), format, &["--memory-limit", limit]);
+            assert!(
+                peak <= kib,
+                "{format}: peak RSS {peak} KiB with --memory-limit {limit}"
+            );
+        }
+    }
+}
+
+/// Output files and the summary of a run (not its work folder).
+fn output(out: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    common::snapshot(out).into_iter().collect()
+}
+
+#[test]
+fn runs_hold_256_and_512_mib_and_write_what_an_unlimited_run_writes() {
+    // Two sources of 600,000 rows per backup: the second backup's units (1.2 M rows in
+    // both partitions) are split at both limits, the first's at 256 MiB; unlimited, the run
+    // peaked at 537 MiB before the budget held extraction and the split units' merge.
+    let data = tempfile::tempdir().unwrap();
+    common::gen_backups(
+        data.path(),
+        &[
+            "--rows",
+            "1200000",
+            "--days",
+            "2",
+            "--sources",
+            "2",
+            "--seed",
+            "7",
+        ],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("log");
+    let unlimited = work.path().join("unlimited");
+    peak_of(&mut migrate_in(data.path(), &unlimited, &["-q"], &log));
+    for (limit, kib) in LIMITS {
+        let out = work.path().join(limit);
+        let peak = peak_of(&mut migrate_in(
+            data.path(),
+            &out,
+            &["--memory-limit", limit],
+            &log,
+        ));
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            logged.contains("split into"),
+            "{limit}: nothing split:\n{logged}"
+        );
+        // The bench's aim: within 10% of the limit.
+        assert!(
+            peak <= kib + kib / 10,
+            "peak RSS {} MiB with --memory-limit {limit}",
+            peak / MIB
+        );
+        assert!(
+            output(&out) == output(&unlimited),
+            "{limit}: the output differs from an unlimited run's"
         );
     }
 }

@@ -1,5 +1,6 @@
-//! The memory budget changes how the work runs, never what it writes: units split to fit a
-//! tiny `--memory-limit`, or run two at a time, give the same bytes as one at a time.
+//! The memory budget changes how the work runs, never what it writes: units split into
+//! buckets (merged again as they are written out), or run two at a time, give the same bytes
+//! as one at a time. A limit below what migrate can hold is refused.
 
 mod common;
 
@@ -26,19 +27,34 @@ fn split_and_concurrent_units_write_the_same_output() {
     let reference = tempfile::tempdir().unwrap();
     run(data.path(), reference.path(), &["--jobs", "1"]);
 
-    // Buckets are read with the filter applied during the scan, from either format.
-    for format in ["parquet", "csv"] {
+    // Buckets are read with the filter applied during the scan, from either format, and
+    // merged in key order into every output format. (No real budget is small enough to
+    // split units this small: the hidden --max-part-rows forces the split.)
+    for (partitions, output) in [("parquet", "sql"), ("csv", "csv"), ("parquet", "parquet")] {
+        let whole = tempfile::tempdir().unwrap();
+        run(
+            data.path(),
+            whole.path(),
+            &["--jobs", "1", "--format", output],
+        );
         let split = tempfile::tempdir().unwrap();
         let log = run(
             data.path(),
             split.path(),
-            &["--memory-limit", "1", "--partition-format", format],
+            &[
+                "--max-part-rows",
+                "120",
+                "--partition-format",
+                partitions,
+                "--format",
+                output,
+            ],
         );
         assert!(
             log.contains("split into"),
-            "{format}: nothing was split: {log}"
+            "{partitions}: nothing was split: {log}"
         );
-        assert_same_output(split.path(), reference.path(), &[]);
+        assert_same_output(split.path(), whole.path(), &[]);
     }
 
     let concurrent = tempfile::tempdir().unwrap();
@@ -64,10 +80,36 @@ fn dry_run_shows_the_split_the_budget_forces() {
         .arg(data.path())
         .arg("--out")
         .arg(out.path())
-        .args(["--dry-run", "--fresh", "--memory-limit", "1"])
+        .args(["--dry-run", "--fresh", "--memory-limit", "300MiB"])
+        .args(["--max-part-rows", "40"])
         .output()
         .unwrap();
     let plan = String::from_utf8(output.stdout).unwrap();
-    assert!(plan.contains("budget 1 B (--memory-limit)"), "{plan}");
+    assert!(plan.contains("budget 300.0 MiB (--memory-limit)"), "{plan}");
     assert!(plan.contains("split into"), "{plan}");
+}
+
+#[test]
+fn a_limit_below_the_floor_is_refused_with_exit_2() {
+    let data = tempfile::tempdir().unwrap();
+    write_series(data.path(), 2, 10, &[]);
+    let out = tempfile::tempdir().unwrap();
+    for command in [vec![], vec!["extract"], vec!["verify"]] {
+        migrate()
+            .args(&command)
+            .arg("--backups")
+            .arg(data.path())
+            .arg("--out")
+            .arg(out.path())
+            .args(["--memory-limit", "200MiB"])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(
+                "--memory-limit 200.0 MiB is below the 256.0 MiB migrate needs at least",
+            ));
+    }
+    assert!(
+        std::fs::read_dir(out.path()).unwrap().next().is_none(),
+        "something was written"
+    );
 }

@@ -1,6 +1,7 @@
 //! Transcripts: whole outputs of commands a newcomer runs first, compared with stored
 //! texts (`tests/transcripts/`), with what varies from run to run masked: seconds, the
-//! memory budget (it follows the machine), and the temporary output folder. The counts in
+//! memory budget and where it comes from (the machine, or the cgroup the tests run in), and
+//! the temporary output folder. The counts in
 //! them are the ones `run.rs` checks against SQL computed in MariaDB; the wording is what
 //! these tests keep from drifting. After a deliberate change of wording, rewrite a file
 //! with `MIGRATE_BLESS=1 cargo test --test transcript` and review its diff.
@@ -19,11 +20,11 @@ fn masked(text: &str, out: &Path) -> String {
     let seconds = Regex::new(r"\d+\.\d+ s\b").unwrap();
     let rate = Regex::new(r"\([\d.]+ \w*B/s\)").unwrap();
     let text = rate.replace_all(&text, "(<rate>)");
-    let budget = Regex::new(r"budget [\d.]+ [KMGT]iB").unwrap();
+    let budget = Regex::new(r"budget [\d.]+ [KMGT]iB \([^)]*\)").unwrap();
     // `--jobs` defaults to the number of cores.
     let jobs = Regex::new(r"\d+ at once").unwrap();
     let text = seconds.replace_all(&text, "<t> s");
-    let text = budget.replace_all(&text, "budget <memory>");
+    let text = budget.replace_all(&text, "budget <memory> (<where it comes from>)");
     let text = jobs.replace_all(&text, "<jobs> at once");
     text.lines()
         .map(|line| {

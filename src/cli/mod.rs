@@ -11,6 +11,7 @@ use crate::config::layout::TimeColumn;
 use crate::config::target::{parse_target_ddl, TargetTable};
 use crate::config::Stages;
 use crate::config::{Config, OutputFormat, PartitionFormat, DEFAULT_KEY_LIST, DEFAULT_PATTERN};
+use crate::run::memory_limit::{too_small_limit, MIN_MEMORY_LIMIT};
 use crate::stages::load::database::{connect, show_create_table};
 use crate::values::database_url::DatabaseUrl;
 use crate::values::dates::DateSelection;
@@ -63,17 +64,10 @@ const EXTRACT_IGNORES: &[&str] = &[
     "chunk_rows",
     "target_table",
     "target_ddl",
-    "memory_limit",
 ];
 /// Options of the whole run that `verify` does not use (`--dry-run` and `--fresh` are
 /// refused: verify writes nothing to preview or redo).
-const VERIFY_IGNORES: &[&str] = &[
-    "chunk_rows",
-    "target_table",
-    "memory_limit",
-    "dry_run",
-    "fresh",
-];
+const VERIFY_IGNORES: &[&str] = &["chunk_rows", "target_table", "dry_run", "fresh"];
 /// `--dates` is `extract`'s alone (refused elsewhere): every other stage needs every backup.
 const ONLY_EXTRACT: &[&str] = &["dates"];
 const STAGE_NOTE: &str = "Options of the whole run that this stage does not use are accepted \
@@ -344,6 +338,17 @@ pub struct AsofArgs {
     #[arg(long, value_name = "FILE")]
     pub to: Option<PathBuf>,
 
+    /// Memory it may use, e.g. 2GiB, at least 256MiB [default: 80% of the available memory,
+    /// or of what the process's cgroup allows when that is less]; a source whose table does
+    /// not fit is rebuilt in parts
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+
+    /// Rebuild sources of more rows than this in parts, whatever the memory budget says:
+    /// for tests of the parts, on data too small for any real budget to need them
+    #[arg(long, hide = true, value_name = "ROWS")]
+    pub max_part_rows: Option<u64>,
+
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -374,6 +379,16 @@ pub struct HistoryArgs {
     /// Output format [default: table on a terminal, else csv]
     #[arg(long, value_enum)]
     pub format: Option<HistoryFormat>,
+
+    /// Memory it may use, e.g. 2GiB, at least 256MiB [default: 80% of the available memory,
+    /// or of what the process's cgroup allows when that is less]
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+
+    /// Rebuild sources of more rows than this in parts, whatever the memory budget says:
+    /// for tests of the parts, on data too small for any real budget to need them
+    #[arg(long, hide = true, value_name = "ROWS")]
+    pub max_part_rows: Option<u64>,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -559,8 +574,9 @@ pub struct RunArgs {
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
 
-    /// Memory the diff units may use together, e.g. 8GiB or 500MB [default: 80% of the
-    /// available memory]; larger units are split to fit
+    /// Memory the run may use, e.g. 8GiB or 500MB, at least 256MiB [default: 80% of the
+    /// available memory, or of what the process's cgroup allows when that is less]; fewer
+    /// backups are extracted at once and larger diff units split to fit
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 
@@ -568,6 +584,11 @@ pub struct RunArgs {
     /// --work): YYYYMMDD dates and inclusive ranges A..B, A.. or ..B, comma-separated
     #[arg(long, value_name = "DATES", value_parser = DateSelection::parse)]
     pub dates: Option<DateSelection>,
+
+    /// Split diff units of more rows (both partitions) than this, whatever the memory budget
+    /// says: for tests of the split, on data too small for any real budget to split
+    #[arg(long, hide = true, value_name = "ROWS")]
+    pub max_part_rows: Option<u64>,
 
     /// Print the plan (backups, gaps, units done and pending, memory) and write nothing
     #[arg(long)]
@@ -622,6 +643,9 @@ impl RunArgs {
         }
         if self.jobs == Some(0) {
             return Err("--jobs must be at least 1".into());
+        }
+        if let Some(limit) = self.memory_limit.filter(|&l| l < MIN_MEMORY_LIMIT) {
+            return Err(too_small_limit(limit));
         }
         if let Some(path) = &self.target_ddl {
             if self.format != OutputFormat::Sql {
@@ -682,6 +706,10 @@ impl RunArgs {
         }
         config.fresh = self.fresh;
         config.memory_limit = self.memory_limit;
+        if self.max_part_rows == Some(0) {
+            return Err("--max-part-rows must be at least 1".into());
+        }
+        config.max_part_rows = self.max_part_rows;
         config.dry_run = self.dry_run;
         config.dates = self.dates;
         Ok(config)

@@ -110,8 +110,12 @@ pub struct Config {
     pub fresh: bool,
     /// Print the plan and write nothing.
     pub dry_run: bool,
-    /// Memory the diff units may use together; None: 80% of the available memory.
+    /// Memory the run may use; None: 80% of the available memory, or of what the cgroup
+    /// allows when that is less (`run::memory_limit`).
     pub memory_limit: Option<u64>,
+    /// Diff units of more rows (both partitions) than this are split, whatever the budget
+    /// (tests of the split on small data).
+    pub max_part_rows: Option<u64>,
     /// The table the SQL output loads into (`--target-ddl`); None: the dump's columns, then
     /// `issue` and `lag`.
     pub target: Option<TargetTable>,
@@ -158,6 +162,7 @@ impl Config {
             fresh: false,
             dry_run: false,
             memory_limit: None,
+            max_part_rows: None,
             target: None,
             dates: None,
             database: None,

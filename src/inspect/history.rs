@@ -13,7 +13,10 @@ use crate::inspect::events::{issue_and_lag, read_events, REMOVED};
 use crate::inspect::output::Output;
 use crate::inspect::row_filter::RowFilter;
 use crate::inspect::sources::{check_signals, check_sources};
-use crate::stages::diff::{sort_by_key, text_as_strings};
+use crate::run::memory_limit::budget_of;
+use crate::run::schedule::{buckets_for, merge_batch_rows, release_free_memory};
+use crate::stages::diff::merge::{write_part, Parts, SortedRows};
+use crate::stages::diff::{sort_by_key, table_bucket_column, text_as_strings};
 use crate::stages::extract::file_stem;
 use crate::values::epiweek::{date_from_yyyymmdd, yyyymmdd, Epiweek};
 
@@ -28,6 +31,37 @@ pub struct HistoryRequest {
     pub geo_values: Vec<String>,
     /// An inclusive range of `time_value`, as stored (YYYYMMDD or YYYYWW); None: all.
     pub time_values: Option<(i64, i64)>,
+    /// `--memory-limit`; None: the default budget.
+    pub memory_limit: Option<u64>,
+    /// Read in parts of at most this many rows whatever the budget (tests).
+    pub max_part_rows: Option<u64>,
+}
+
+/// A history's rows, in memory or (when the source's issues do not fit the memory budget at
+/// once) in parts on disk merged as they are read.
+pub struct History {
+    pub rows: SortedRows,
+    /// The columns of the rows.
+    pub columns: Vec<String>,
+    /// Holds the parts until the history is written.
+    _scratch: tempfile::TempDir,
+}
+
+impl History {
+    /// Every row in one frame (for a table on a terminal).
+    pub fn frame(&self) -> Result<DataFrame> {
+        let mut all: Option<DataFrame> = None;
+        for chunk in self.rows.chunks()? {
+            let chunk = chunk?;
+            match &mut all {
+                None => all = Some(chunk),
+                Some(frame) => {
+                    frame.vstack_mut_owned(chunk)?;
+                }
+            }
+        }
+        Ok(all.expect("at least one chunk"))
+    }
 }
 
 /// What changed since the previous issue: `new`, `removed`, `re-added`, or the names of the
@@ -39,9 +73,12 @@ pub const VALUE_CHANGE: &str = "value_change";
 /// The history: the key columns but the source (and the signal, when one is asked),
 /// `issue`, `lag` (with a time column), the compared columns, `CHANGED` and (for a table
 /// with a compared double `value`) `VALUE_CHANGE`; sorted by point, then backup. Text
-/// columns are strings.
-pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
+/// columns are strings. When the source's issue rows would not fit the memory budget, the
+/// points are read in buckets of `time_value` (or another integer key column; a point's
+/// events all fall in one), each bucket's history sorted into a part, and the parts merged.
+pub fn history(request: &HistoryRequest) -> Result<History> {
     let output = Output::open(&request.out)?;
+    let budget = budget_of(request.memory_limit)?;
     let layout = &output.layout;
     let key = layout.key_names();
     let asked = [
@@ -66,8 +103,42 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
     let stem = file_stem(&request.source);
     let dates = dates_to_read(&output, &request.source, request.time_values)?;
     let scratch = output.scratch()?;
-    let events = read_events(&output, &stem, &dates, &filter, scratch.path())?;
-    if events.height() == 0 {
+    // At most every issue row of the source (summary.json counts them), its events and
+    // their sorted copy at once.
+    let (added, changed) = output.added_and_changed(&stem).unwrap_or((0, 0));
+    let buckets = buckets_for(added + changed, budget.bytes, request.max_part_rows);
+    let one_signal = request.signal.is_some();
+    let points = point_columns(layout, one_signal);
+    let split_column = table_bucket_column(layout).map(|column| column.name);
+    let split_by = split_column.as_deref().unwrap_or_default();
+    let buckets = match split_column {
+        Some(_) => buckets,
+        None => 1,
+    };
+    let mut parts = Vec::new();
+    let mut rows = 0;
+    let mut whole = None;
+    for bucket in 0..buckets {
+        let filter = filter.clone().bucket(split_by, bucket, buckets);
+        let events = read_events(&output, &stem, &dates, &filter, scratch.path())?;
+        if events.height() == 0 {
+            continue;
+        }
+        // Stable: the events of one point stay in backup order.
+        let events = text_as_strings(sort_by_key(events.lazy(), layout).collect()?)?;
+        let mut history = with_changes(events, layout, one_signal)?;
+        rows += history.height();
+        if buckets == 1 {
+            whole = Some(history);
+            break;
+        }
+        let path = scratch.path().join(format!("history-{bucket}.parquet"));
+        write_part(&mut history, &path, 1 << 14)?;
+        parts.push(path);
+        drop(history);
+        release_free_memory();
+    }
+    if rows == 0 {
         let stems = [stem.clone()].into_iter().collect();
         check_signals(&output, &stems, request.signal.as_slice(), scratch.path())?;
         bail!(
@@ -89,9 +160,35 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
             }
         );
     }
-    // Stable: the events of one point stay in backup order.
-    let events = text_as_strings(sort_by_key(events.lazy(), layout).collect()?)?;
-    with_changes(events, layout, request.signal.is_some())
+    let compared = layout.compared_names();
+    let mut columns: Vec<String> = (points.iter().copied())
+        .chain(issue_and_lag(layout))
+        .chain(compared.iter().copied())
+        .chain([CHANGED])
+        .map(String::from)
+        .collect();
+    if compared.contains(&"value") {
+        columns.push(VALUE_CHANGE.into());
+    }
+    let rows = match whole {
+        Some(frame) => SortedRows::Frame(frame),
+        None => SortedRows::Parts(Parts {
+            batch_rows: merge_batch_rows(budget.bytes, parts.len()),
+            files: parts,
+            // Within a point, backups in order: `issue` grows with them, and two backups
+            // of one epiweek (the same `issue`) are in one part, in order.
+            key: (points.iter().copied())
+                .chain(["issue"])
+                .map(String::from)
+                .collect(),
+            rows,
+        }),
+    };
+    Ok(History {
+        rows,
+        columns,
+        _scratch: scratch,
+    })
 }
 
 /// `now - before` without binary float noise: rounded to the decimals of the more precise

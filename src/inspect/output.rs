@@ -8,7 +8,8 @@ use polars::prelude::DataFrame;
 
 use crate::config::layout::Layout;
 use crate::config::Config;
-use crate::inspect::replay::{read_issues, read_removals};
+use crate::inspect::replay::{read_issues, read_issues_where, read_removals, read_removals_where};
+use crate::inspect::row_filter::RowFilter;
 use crate::stages::extract::file_stem;
 use crate::workdir::state::{OutputTable, Paths};
 
@@ -59,6 +60,22 @@ impl Output {
         ))
     }
 
+    /// `read`, keeping only the rows `filter` accepts.
+    pub fn read_where(
+        &self,
+        date: &str,
+        stem: &str,
+        scratch: &std::path::Path,
+        filter: &RowFilter,
+    ) -> Result<(DataFrame, DataFrame)> {
+        let issues_file = self.paths.existing_issues_file(date, stem);
+        let removals_file = self.paths.existing_removals_file(date, stem);
+        Ok((
+            read_issues_where(issues_file.as_deref(), &self.layout, scratch, filter)?,
+            read_removals_where(removals_file.as_deref(), &self.layout, filter)?,
+        ))
+    }
+
     /// How many issue rows of `source` have a negative lag, as summary.json counts them;
     /// None when it does not say (no summary, or one written before it counted them).
     pub fn negative_lag_rows(&self, source: &str) -> Result<Option<u64>> {
@@ -68,6 +85,19 @@ impl Output {
         let summary: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| anyhow!("{} is damaged: {e}", self.paths.summary.display()))?;
         Ok(summary["sources"][source]["negative_lag_rows"].as_u64())
+    }
+
+    /// Rows of the source whose files are named `stem` that the run added (new keys) and
+    /// changed, over all its backups, as summary.json counts them; None when it does not
+    /// say. The source's table never holds more rows than were added.
+    pub fn added_and_changed(&self, stem: &str) -> Option<(u64, u64)> {
+        let text = std::fs::read_to_string(&self.paths.summary).ok()?;
+        let summary: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let sources = summary["sources"].as_object()?;
+        let (_, totals) = sources
+            .iter()
+            .find(|(source, _)| file_stem(source) == stem)?;
+        Some((totals["added"].as_u64()?, totals["changed"].as_u64()?))
     }
 
     /// File stems of the sources with output in `dates`: those of `sources` (all when

@@ -7,6 +7,7 @@ use polars::prelude::{col, lit, DataType, Expr};
 
 use crate::dump::{FieldKind, Row};
 use crate::stages::diff::file_read::RowPredicate;
+use crate::stages::diff::{bucket_of, BucketColumn};
 
 /// Conditions that must all hold; no conditions: every row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,12 +21,20 @@ enum Condition {
     OneOf { column: String, values: Vec<String> },
     /// An integer column lies in `low..=high`.
     Between { column: String, low: i64, high: i64 },
+    /// A signed integer column falls in bucket `bucket` of `buckets` (`diff::bucket_of`).
+    Bucket {
+        column: String,
+        bucket: usize,
+        buckets: usize,
+    },
 }
 
 impl Condition {
     fn column(&self) -> &str {
         match self {
-            Condition::OneOf { column, .. } | Condition::Between { column, .. } => column,
+            Condition::OneOf { column, .. }
+            | Condition::Between { column, .. }
+            | Condition::Bucket { column, .. } => column,
         }
     }
 }
@@ -49,6 +58,19 @@ impl RowFilter {
             low,
             high,
         });
+        self
+    }
+
+    /// Rows whose integer column `column` falls in bucket `bucket` of `buckets`, as a split
+    /// diff unit's buckets are made (`diff::bucket_of`); no condition for one bucket.
+    pub fn bucket(mut self, column: &str, bucket: usize, buckets: usize) -> RowFilter {
+        if buckets > 1 {
+            self.conditions.push(Condition::Bucket {
+                column: column.to_string(),
+                bucket,
+                buckets,
+            });
+        }
         self
     }
 
@@ -86,6 +108,17 @@ impl RowFilter {
                 Condition::Between { column, low, high } => col(column.as_str())
                     .gt_eq(lit(*low))
                     .and(col(column.as_str()).lt_eq(lit(*high))),
+                Condition::Bucket {
+                    column,
+                    bucket,
+                    buckets,
+                } => {
+                    let column = BucketColumn {
+                        name: column.clone(),
+                        unsigned: false,
+                    };
+                    bucket_of(&column, *buckets).eq(lit(*bucket as i64))
+                }
             })
             .reduce(|all, c| all.and(c))
     }
@@ -112,6 +145,15 @@ impl RowFilter {
                         low: *low,
                         high: *high,
                     },
+                    Condition::Bucket {
+                        column,
+                        bucket,
+                        buckets,
+                    } => FieldTest::Bucket {
+                        at: position(column)?,
+                        bucket: *bucket as i64,
+                        buckets: *buckets as i64,
+                    },
                 })
             })
             .collect::<Result<_>>()?;
@@ -127,8 +169,20 @@ pub struct FieldFilter {
 
 #[derive(Debug, Clone)]
 enum FieldTest {
-    OneOf { at: usize, values: Vec<Vec<u8>> },
-    Between { at: usize, low: i64, high: i64 },
+    OneOf {
+        at: usize,
+        values: Vec<Vec<u8>>,
+    },
+    Between {
+        at: usize,
+        low: i64,
+        high: i64,
+    },
+    Bucket {
+        at: usize,
+        bucket: i64,
+        buckets: i64,
+    },
 }
 
 impl FieldFilter {
@@ -146,6 +200,20 @@ impl FieldFilter {
                         .ok()
                         .and_then(|text| text.parse::<i64>().ok())
                         .is_some_and(|v| (*low..=*high).contains(&v))
+            }
+            FieldTest::Bucket {
+                at,
+                bucket,
+                buckets,
+            } => {
+                let (kind, bytes) = row.get(*at);
+                let value = match kind {
+                    FieldKind::Null => Some(0),
+                    _ => std::str::from_utf8(bytes)
+                        .ok()
+                        .and_then(|text| text.parse::<i64>().ok()),
+                };
+                value.is_some_and(|v| v.rem_euclid(*buckets) == *bucket)
             }
         })
     }
@@ -195,6 +263,28 @@ mod tests {
             .between("lag", 0, 1)
             .on_fields(&["geo".into()])
             .is_err());
+    }
+
+    #[test]
+    fn buckets_on_raw_fields_as_in_polars() {
+        let sql = "INSERT INTO `t` (`id`,`time_value`) VALUES \
+                   ('a',20200601),('b',20200602),('c',-7),('d',NULL),('e',20200603);\n";
+        let bucket = |b| kept(sql, &RowFilter::default().bucket("time_value", b, 3));
+        // 20200601 % 3 = 2, 20200602 % 3 = 0, -7 → 2, NULL → 0, 20200603 % 3 = 1.
+        assert_eq!(bucket(0), ["b", "d"]);
+        assert_eq!(bucket(1), ["e"]);
+        assert_eq!(bucket(2), ["a", "c"]);
+        assert!(RowFilter::default().bucket("time_value", 0, 1).is_empty());
+        let frame = polars::df!("time_value" => [Some(20200601i64), Some(20200602), Some(-7), None, Some(20200603)])
+            .unwrap();
+        for b in 0..3 {
+            let filter = RowFilter::default().bucket("time_value", b, 3);
+            let kept = polars::prelude::IntoLazy::lazy(frame.clone())
+                .filter(filter.expr().unwrap())
+                .collect()
+                .unwrap();
+            assert_eq!(kept.height(), bucket(b).len(), "bucket {b}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::inspect::replay::{compare, describe_keys};
 use crate::inspect::verify::VerifyReport;
 use crate::run::extracting::extract_pending;
 use crate::run::loading::connect;
+use crate::run::memory_limit::budget;
 use crate::run::plan::Plan;
 use crate::stages::diff::{read_partition, schema};
 use crate::stages::load::database::{quote, show_create_table};
@@ -33,6 +34,7 @@ const SHOWN: usize = 3;
 pub fn verify_database(config: &Config) -> Result<VerifyReport> {
     let url = config.database.as_ref().expect("called with --database");
     let paths = Paths::new(config);
+    let budget = budget(config)?;
     // Wrong input (no backups folder, no backups) before the work folder is created.
     crate::stages::discover::discover(&config.backups, &config.pattern)?;
     let _lock = lock_work_folder(&config.work)?;
@@ -43,7 +45,7 @@ pub fn verify_database(config: &Config) -> Result<VerifyReport> {
         ..config.clone()
     };
     let mut plan = Plan::new(&every, &paths)?;
-    extract_pending(&mut plan, &every, &paths)?;
+    extract_pending(&mut plan, &every, &paths, &budget)?;
     let mut conn = connect(url)?;
     let table = config.target_table.clone();
     let shown = show_create_table(&mut conn, &table)?;

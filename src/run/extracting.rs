@@ -5,10 +5,13 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use rayon::prelude::*;
+use tracing::info;
 
 use crate::config::Config;
+use crate::run::memory_limit::Budget;
 use crate::run::plan::Plan;
 use crate::run::progress::{InOrder, Progress};
+use crate::run::schedule::{extract_share, release_free_memory};
 use crate::stages::extract::{extract, PartitionInfo};
 use crate::values::bytes::human;
 use crate::workdir::atomic::{StagedDir, COMMIT_QUEUE};
@@ -16,18 +19,34 @@ use crate::workdir::interrupt;
 use crate::workdir::state::Paths;
 
 /// Extracts every backup of `plan` that is not done yet and records each in the plan;
-/// returns how many ran. The first error is returned after the others have finished.
-pub fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -> Result<usize> {
+/// returns how many ran. The first error is returned after the others have finished. As
+/// many run at once as `--jobs` says and the memory `budget` holds (`extract_share`).
+pub fn extract_pending(
+    plan: &mut Plan,
+    config: &Config,
+    paths: &Paths,
+    budget: &Budget,
+) -> Result<usize> {
     let pending: Vec<usize> = (0..plan.extracts.len())
         .filter(|&i| plan.extracts[i].done.is_none())
         .collect();
     if pending.is_empty() {
         return Ok(0);
     }
+    let share = extract_share(budget.bytes, config.jobs);
+    if share.jobs < config.jobs.min(pending.len()) {
+        info!(
+            "extracting {} backup(s) at once rather than {} (--jobs): the memory budget of {} \
+             holds no more",
+            share.jobs,
+            config.jobs,
+            human(budget.bytes)
+        );
+    }
     let total_bytes = pending.iter().map(|&i| plan.extracts[i].inputs.size).sum();
     let progress = std::sync::Arc::new(Progress::bytes("extract", total_bytes));
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.jobs)
+        .num_threads(share.jobs)
         .thread_name(|i| format!("extract-{i}"))
         .build()?;
     let lines = InOrder::default();
@@ -54,11 +73,18 @@ pub fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -> Resul
                         let dest = paths.partition_dir(&unit.backup.stamp());
                         let progress = progress.clone();
                         let on_read = Box::new(move |n| progress.advance(n));
-                        let (info, staged) =
-                            extract(&unit.backup, &unit.inputs, config, &dest, on_read)?;
+                        let (info, staged) = extract(
+                            &unit.backup,
+                            &unit.inputs,
+                            config,
+                            &dest,
+                            share.buffer_bytes,
+                            on_read,
+                        )?;
                         (finished.send(staged)).map_err(|_| {
                             anyhow!("stopped: finished extracts could not be saved")
                         })?;
+                        release_free_memory();
                         Ok(info)
                     });
                 let line = result.as_ref().ok().map(|info| {

@@ -3,6 +3,7 @@
 
 pub mod extracting;
 pub mod loading;
+pub mod memory_limit;
 pub mod plan;
 pub mod progress;
 pub mod schedule;
@@ -20,13 +21,18 @@ use crate::config::target::TargetPlan;
 use crate::config::{Config, PartitionFormat, Stages};
 use crate::dump::TableDef;
 use crate::run::extracting::extract_pending;
+use crate::run::memory_limit::{budget, Budget};
 use crate::run::plan::{DiffUnit, Plan};
 use crate::run::progress::Progress;
 use crate::run::schedule::{
-    buckets_for, current_rss, estimate_diff_bytes, memory_budget, run_within_budget,
+    buckets_for, current_rss, estimate_diff_bytes, merge_batch_rows, release_free_memory,
+    run_within_budget,
 };
+use crate::stages::diff::merge::{write_part, Parts, SortedRows};
 use crate::stages::diff::spark::SparkResult;
-use crate::stages::diff::{bucket_column, combine, diff, on_this_thread, read_diff_input};
+use crate::stages::diff::{
+    bucket_column, diff, on_this_thread, read_diff_input, table_bucket_column, DiffResult,
+};
 use crate::stages::discover::discover;
 use crate::stages::emit::{write_issues, write_removals, EmitContext};
 use crate::stages::extract::PartitionInfo;
@@ -36,7 +42,7 @@ use crate::workdir::interrupt;
 use crate::workdir::lock::{lock_dates, lock_work_folder};
 use crate::workdir::state::{
     partition_dir_name, remove, remove_leftovers, remove_leftovers_of, DiffRecord, Journal,
-    OutputTable, Paths,
+    OutputTable, Paths, SPLIT_PREFIX,
 };
 
 /// Totals of one source over the whole run.
@@ -96,8 +102,12 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
         // wrong command line, not a failed run.
         Plan::new(config, &paths)?.check_target(config)?;
     }
+    // Before anything is removed or written: a budget below what migrate can hold is a
+    // usage error too.
+    let budget = budget(config)?;
+    debug!("memory: budget {budget}");
     if config.dates.is_some() {
-        return extract_dates(config, &paths, started);
+        return extract_dates(config, &paths, &budget, started);
     }
     // Held to the end: a second run in the same folder would remove this one's work.
     let _lock = lock_work_folder(&config.work)?;
@@ -133,7 +143,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     let mut broken = None;
     if matches!(stages, Stages::All | Stages::Extract) {
         let pending = plan.pending_extracts();
-        let extracted = extract_pending(&mut plan, config, &paths);
+        let extracted = extract_pending(&mut plan, config, &paths, &budget);
         units_run += pending - plan.pending_extracts();
         match extracted {
             Ok(_) => {}
@@ -154,7 +164,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
             (Stages::Emit, None) => bail!("emit needs the Spark job's result (--from)"),
             _ => None,
         };
-        let (ran, reused) = diff_all(&plan, config, &paths, spark.as_ref(), &mut records)?;
+        let (ran, reused) = diff_all(&plan, config, &paths, spark.as_ref(), &budget, &mut records)?;
         units_run += ran;
         units_reused += reused;
     }
@@ -217,7 +227,12 @@ fn after_broken_extracts(error: anyhow::Error, plan: &Plan) -> anyhow::Error {
 /// may be filling at the same time. It holds the folder's lock shared and each selected
 /// date's exclusively, and touches nothing outside its dates: no other date's partitions
 /// or temporary folders, and no stale dates (the next whole command removes those).
-fn extract_dates(config: &Config, paths: &Paths, started: Instant) -> Result<RunSummary> {
+fn extract_dates(
+    config: &Config,
+    paths: &Paths,
+    budget: &Budget,
+    started: Instant,
+) -> Result<RunSummary> {
     let mut plan = Plan::new(config, paths)?;
     let dates: Vec<String> = plan.extracts.iter().map(|u| u.backup.stamp()).collect();
     let _locks = lock_dates(&config.work, &dates)?;
@@ -235,7 +250,7 @@ fn extract_dates(config: &Config, paths: &Paths, started: Instant) -> Result<Run
         dates[dates.len() - 1]
     );
     let reused = plan.extracts.len() - plan.pending_extracts();
-    let ran = extract_pending(&mut plan, config, paths)?;
+    let ran = extract_pending(&mut plan, config, paths, budget)?;
     Ok(summarize(&plan, &[], ran, reused, started))
 }
 
@@ -273,6 +288,7 @@ fn diff_all(
     config: &Config,
     paths: &Paths,
     spark: Option<&SparkResult>,
+    budget: &Budget,
     records: &mut Vec<DiffRecord>,
 ) -> Result<(usize, usize)> {
     let mut units: Vec<DiffUnit> = Vec::new();
@@ -296,7 +312,14 @@ fn diff_all(
         let pending = units.iter().filter(|u| u.done.is_none());
         spark.check_covers(pending.map(|u| &u.inputs))?;
     }
-    let budget = memory_budget(config);
+    let budget = budget.bytes;
+    let stage = DiffStage {
+        plan,
+        config,
+        paths,
+        spark,
+        budget,
+    };
     let mut work = Vec::new();
     for unit in units {
         match unit.done {
@@ -308,16 +331,35 @@ fn diff_all(
                 records.push(record);
             }
             None => {
-                let mut buckets = buckets_for(unit.rows, budget);
+                let mut buckets = buckets_for(unit.rows, budget, config.max_part_rows);
                 if buckets > 1 {
-                    let info = plan.extracts[unit.index].done.as_ref().expect("extracted");
+                    let info = stage.plan.extracts[unit.index]
+                        .done
+                        .as_ref()
+                        .expect("extracted");
+                    let layout = info.layout(config)?;
                     let parquet = config.partition_format == PartitionFormat::Parquet;
-                    if bucket_column(&info.layout(config)?, parquet).is_none() {
+                    // Spark's result has the table's columns only, no key fingerprint.
+                    let column = match stage.spark {
+                        Some(_) => table_bucket_column(&layout),
+                        None => bucket_column(&layout, parquet),
+                    };
+                    if column.is_none() {
                         warn!(
-                            "{} {}: too large for the memory budget, but CSV partitions of a \
-                             table whose key has no integer column cannot be split; it runs \
-                             whole (extract with --partition-format parquet to split it)",
-                            unit.inputs.date, unit.source
+                            "{} {}: too large for the memory budget, but {} of a table whose \
+                             key has no integer column cannot be split; it runs whole{}",
+                            unit.inputs.date,
+                            unit.source,
+                            if stage.spark.is_some() {
+                                "the Spark job's result"
+                            } else {
+                                "CSV partitions"
+                            },
+                            if stage.spark.is_some() {
+                                ""
+                            } else {
+                                " (extract with --partition-format parquet to split it)"
+                            }
                         );
                         buckets = 1;
                     }
@@ -362,8 +404,7 @@ fn diff_all(
             let mut records = Vec::new();
             for (unit, buckets) in chain {
                 interrupt::check()?;
-                let mut run =
-                    || run_diff_unit(plan, &unit, buckets, config, paths, spark, &mut carried);
+                let mut run = || run_diff_unit(&stage, &unit, buckets, &mut carried);
                 let (record, files) = if unit.rows < SMALL_UNIT_ROWS {
                     on_this_thread(run)?
                 } else {
@@ -372,6 +413,7 @@ fn diff_all(
                 finished
                     .send((record.clone(), files))
                     .map_err(|_| anyhow!("stopped: finished units could not be saved"))?;
+                release_free_memory();
                 progress.advance(1);
                 debug!(
                     "{} {}: {} rows, {} added, {} changed, {} removed",
@@ -514,6 +556,28 @@ struct Carried {
     frame: polars::prelude::DataFrame,
 }
 
+/// A unit's output rows: in memory, or (a split unit) in bucket files merged as they are read.
+struct UnitRows {
+    issues: SortedRows,
+    removed: SortedRows,
+    added: usize,
+    changed: usize,
+    /// Rows in the newer partition.
+    rows: usize,
+}
+
+impl From<DiffResult> for UnitRows {
+    fn from(result: DiffResult) -> UnitRows {
+        UnitRows {
+            issues: SortedRows::Frame(result.issues),
+            removed: SortedRows::Frame(result.removed),
+            added: result.added,
+            changed: result.changed,
+            rows: result.rows,
+        }
+    }
+}
+
 /// Removes files of sources a backup pair no longer has, and output in another format.
 fn remove_stale_sources(
     date: &str,
@@ -575,15 +639,29 @@ fn describe_schema_change(before: &TableDef, after: &TableDef) -> String {
     changes.join("; ")
 }
 
+/// What every diff unit of a run shares.
+struct DiffStage<'a> {
+    plan: &'a Plan,
+    config: &'a Config,
+    paths: &'a Paths,
+    spark: Option<&'a SparkResult>,
+    /// The memory budget, in bytes.
+    budget: u64,
+}
+
 fn run_diff_unit(
-    plan: &Plan,
+    stage: &DiffStage,
     unit: &DiffUnit,
     buckets: usize,
-    config: &Config,
-    paths: &Paths,
-    spark: Option<&SparkResult>,
     carried: &mut Option<Carried>,
 ) -> Result<(DiffRecord, Vec<StagedFile>)> {
+    let DiffStage {
+        plan,
+        config,
+        paths,
+        spark,
+        budget,
+    } = *stage;
     let started = Instant::now();
     let mut read_seconds = 0.0;
     let current = &plan.extracts[unit.index];
@@ -624,12 +702,15 @@ fn run_diff_unit(
     };
     let new_path = partition(date, info);
     let old_path = previous.map(|(p, i)| partition(&p.backup.stamp(), i));
-    let result = if let Some(spark) = spark {
-        let rows = (info.partitions.iter())
-            .find(|p| p.stem == unit.stem)
-            .map_or(0, |p| p.rows);
-        let first = previous.is_none();
-        (spark.unit(date, first, &unit.source, rows as usize, &layout)).with_context(context)?
+    // Kept until the unit's files are written: a split unit's buckets, merged as they are read.
+    let mut split_parts = None;
+    let spark_rows = (info.partitions.iter())
+        .find(|p| p.stem == unit.stem)
+        .map_or(0, |p| p.rows as usize);
+    let first = previous.is_none();
+    let result = if let (Some(spark), true) = (spark, buckets <= 1) {
+        let result = spark.unit(date, first, &unit.source, spark_rows, &layout, None);
+        UnitRows::from(result.with_context(context)?)
     } else if buckets <= 1 {
         let new = read_diff_input(new_path.as_deref(), &layout, None)?;
         let kept = carried
@@ -645,19 +726,74 @@ fn run_diff_unit(
             frame: new.clone(),
         });
         read_seconds = started.elapsed().as_secs_f64();
-        diff(old, new, &layout).with_context(context)?
+        UnitRows::from(diff(old, new, &layout).with_context(context)?)
     } else {
-        let mut parts = Vec::new();
+        // Each bucket's rows go to files of their own, merged in key order as they are
+        // written out: the unit's rows (for a first backup, every row of the source) are
+        // never held together.
+        let scratch = tempfile::Builder::new()
+            .prefix(SPLIT_PREFIX)
+            .tempdir_in(&paths.work)
+            .context("cannot create a folder for a split unit's buckets in the work folder")?;
+        let batch_rows = merge_batch_rows(budget, buckets);
+        let key: Vec<String> = layout.key_names().into_iter().map(String::from).collect();
+        let mut rows = UnitRows {
+            issues: SortedRows::Parts(Parts {
+                files: Vec::new(),
+                key: key.clone(),
+                rows: 0,
+                batch_rows,
+            }),
+            removed: SortedRows::Parts(Parts {
+                files: Vec::new(),
+                key,
+                rows: 0,
+                batch_rows,
+            }),
+            added: 0,
+            changed: 0,
+            rows: 0,
+        };
         for bucket in 0..buckets {
             interrupt::check()?;
             let read = |path: &Option<PathBuf>| {
                 read_diff_input(path.as_deref(), &layout, Some((bucket, buckets)))
             };
-            let new = read(&new_path)?;
-            let old = old_path.as_ref().map(read).transpose()?;
-            parts.push(diff(old, new, &layout).with_context(context)?);
+            let part = match spark {
+                Some(spark) => {
+                    let bucket = Some((bucket, buckets));
+                    spark.unit(date, first, &unit.source, 0, &layout, bucket)
+                }
+                None => {
+                    let new = read(&new_path)?;
+                    let old = old_path.as_ref().map(read).transpose()?;
+                    diff(old, new, &layout)
+                }
+            };
+            let mut part = part.with_context(context)?;
+            rows.added += part.added;
+            rows.changed += part.changed;
+            rows.rows += part.rows;
+            for (frame, sorted, name) in [
+                (&mut part.issues, &mut rows.issues, "issues"),
+                (&mut part.removed, &mut rows.removed, "removed"),
+            ] {
+                let SortedRows::Parts(parts) = sorted else {
+                    unreachable!("a split unit's rows are in parts")
+                };
+                let path = scratch.path().join(format!("{name}-{bucket}.parquet"));
+                write_part(frame, &path, batch_rows)?;
+                parts.rows += frame.height();
+                parts.files.push(path);
+            }
+            drop(part);
+            release_free_memory();
         }
-        combine(parts, &layout)?
+        if spark.is_some() {
+            rows.rows = spark_rows;
+        }
+        split_parts = Some(scratch);
+        rows
     };
     let diffed = started.elapsed().as_secs_f64();
     let target = (config.target.as_ref())
@@ -697,6 +833,7 @@ fn run_diff_unit(
         &result.removed,
         &ctx,
     )?;
+    drop(split_parts);
     debug!(
         "{date} {}: read {read_seconds:.2} s, diff {:.2} s, emit {:.2} s",
         unit.source,

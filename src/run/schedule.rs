@@ -8,8 +8,6 @@ use std::sync::{Condvar, Mutex};
 
 use anyhow::Result;
 
-use crate::config::Config;
-
 /// Peak memory of a diff unit ≈ BASE + PER_ROW × (rows of both partitions). Rows, not file
 /// bytes: the frames in memory are the same whichever format the files are in, while a
 /// Parquet file's size depends on how well its data compresses. Measured with
@@ -27,28 +25,73 @@ pub fn estimate_diff_bytes(rows: u64) -> u64 {
     DIFF_BASE_BYTES + (DIFF_BYTES_PER_ROW * rows as f64) as u64
 }
 
-/// Into how many buckets a unit must be split so that each fits `budget`.
-pub fn buckets_for(rows: u64, budget: u64) -> usize {
+/// Into how many buckets a unit must be split so that each fits `budget` (and, with
+/// `max_part_rows`, has at most that many rows).
+pub fn buckets_for(rows: u64, budget: u64, max_part_rows: Option<u64>) -> usize {
     let room = budget.max(MIN_BUDGET) - DIFF_BASE_BYTES;
     let need = DIFF_BYTES_PER_ROW * rows as f64;
-    (need / room as f64).ceil().max(1.0) as usize
+    let by_rows = max_part_rows.map_or(1, |most| rows.div_ceil(most.max(1)));
+    ((need / room as f64).ceil().max(1.0) as usize).max(by_rows as usize)
 }
 
-/// The memory the run may use: `--memory-limit`, else 80% of what is available now (or of
-/// what the cgroup still allows, when that is less).
-pub fn memory_budget(config: &Config) -> u64 {
-    if let Some(limit) = config.memory_limit {
-        return limit;
+/// The process itself, before any unit: its code, polars' thread pool, the allocator's
+/// arenas (an extract of the fixtures peaks at 42 MiB, measured).
+pub const PROCESS_BYTES: u64 = 48 << 20;
+
+/// One extract besides the rows it buffers: the decompressed chunks read ahead, the decoder,
+/// the dump reader's window, the files' write buffers and a row group being encoded.
+pub const EXTRACT_FIXED_BYTES: u64 = 24 << 20;
+
+/// The most and the least an extract buffers of rows (of all its sources) before it writes
+/// the largest source's rows as a row group.
+pub const EXTRACT_BUFFER_BYTES: (u64, u64) = (64 << 20, 8 << 20);
+
+/// How extraction fits a budget: how many backups at once, and the rows each may buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractShare {
+    pub jobs: usize,
+    pub buffer_bytes: u64,
+}
+
+/// `jobs` extracts at once with full buffers where the budget holds them; else fewer, and
+/// at last one with smaller buffers.
+pub fn extract_share(budget: u64, jobs: usize) -> ExtractShare {
+    let (most, least) = EXTRACT_BUFFER_BYTES;
+    let room = budget.saturating_sub(PROCESS_BYTES);
+    let fits = room / (EXTRACT_FIXED_BYTES + most);
+    if fits >= 1 {
+        return ExtractShare {
+            jobs: jobs.min(fits as usize).max(1),
+            buffer_bytes: most,
+        };
     }
-    let Ok(mut system) = sysinfo::System::new() else {
-        return 1 << 30;
-    };
-    system.refresh_memory();
-    let mut available = system.available_memory();
-    if let Some(limits) = system.cgroup_limits() {
-        available = available.min(limits.free_memory);
+    ExtractShare {
+        jobs: 1,
+        buffer_bytes: room.saturating_sub(EXTRACT_FIXED_BYTES).clamp(least, most),
     }
-    available / 10 * 8
+}
+
+/// What a row of a split unit's output takes in memory while its buckets are merged (the
+/// stored columns as polars holds them, and the merge's bookkeeping).
+const MERGE_BYTES_PER_ROW: u64 = 256;
+
+/// Rows per row group of a split unit's bucket files, and per batch their merge hands on:
+/// the merge holds a group of every bucket at once, together at most an eighth of the
+/// budget.
+pub fn merge_batch_rows(budget: u64, buckets: usize) -> usize {
+    let rows = budget / 8 / MERGE_BYTES_PER_ROW / buckets.max(1) as u64;
+    rows.clamp(1 << 10, 1 << 16) as usize
+}
+
+/// Gives the memory freed since the last call back to the system, so that the resident
+/// memory the scheduler samples (and the cgroup charges) is what is in use, not what the
+/// allocator keeps for later.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Peak resident memory of this process so far (VmHWM), in bytes; 0 where unknown.
@@ -260,14 +303,48 @@ mod tests {
 
     #[test]
     fn buckets_make_each_part_fit() {
-        assert_eq!(buckets_for(100_000, 1 << 30), 1);
+        assert_eq!(buckets_for(100_000, 1 << 30, None), 1);
+        assert_eq!(buckets_for(100_000, 1 << 30, Some(30_000)), 4);
         let rows = 40_000_000;
         let budget = 1u64 << 30;
-        let k = buckets_for(rows, budget) as u64;
+        let k = buckets_for(rows, budget, None) as u64;
         assert!(estimate_diff_bytes(rows / k) <= budget);
         assert!(estimate_diff_bytes(rows / (k - 1)) > budget);
         // A budget below the floor splits as the floor does, rather than without end.
-        assert_eq!(buckets_for(rows, 1), buckets_for(rows, MIN_BUDGET));
+        assert_eq!(
+            buckets_for(rows, 1, None),
+            buckets_for(rows, MIN_BUDGET, None)
+        );
+    }
+
+    #[test]
+    fn extraction_fits_the_budget() {
+        let mib = 1 << 20;
+        let full = EXTRACT_BUFFER_BYTES.0;
+        assert_eq!(
+            extract_share(16 << 30, 2),
+            ExtractShare {
+                jobs: 2,
+                buffer_bytes: full
+            }
+        );
+        let one = PROCESS_BYTES + EXTRACT_FIXED_BYTES + full;
+        assert_eq!(extract_share(one + 10 * mib, 4).jobs, 1);
+        assert_eq!(extract_share(one + 10 * mib, 4).buffer_bytes, full);
+        let small = extract_share(128 * mib, 4);
+        assert_eq!(small.jobs, 1);
+        assert_eq!(
+            small.buffer_bytes,
+            128 * mib - PROCESS_BYTES - EXTRACT_FIXED_BYTES
+        );
+        assert_eq!(extract_share(0, 4).buffer_bytes, EXTRACT_BUFFER_BYTES.1);
+    }
+
+    #[test]
+    fn merge_batches_shrink_with_the_budget_and_the_buckets() {
+        assert_eq!(merge_batch_rows(64 << 30, 2), 1 << 16);
+        assert!(merge_batch_rows(256 << 20, 4) < 1 << 16);
+        assert_eq!(merge_batch_rows(256 << 20, 10_000), 1 << 10);
     }
 
     #[test]

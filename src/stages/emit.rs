@@ -18,7 +18,7 @@ use crate::config::layout::{Layout, Time};
 use crate::config::target::{Fill, TargetPlan, MISSING_DELETED, MISSING_OTHER};
 use crate::config::OutputFormat;
 use crate::dump::ColumnKind;
-use crate::stages::diff::{ADDED, PREVIOUS_VALUE, VALUE};
+use crate::stages::diff::{SortedRows, ADDED, PREVIOUS_VALUE, VALUE};
 use crate::values::backfill::Revisions;
 use crate::values::binary;
 use crate::values::epiweek::yyyymmdd;
@@ -251,21 +251,15 @@ pub struct IssueStats {
 /// Writes the issue rows (sorted already) to `path`, adding `issue` and `lag`. For a
 /// target table that tracks `is_latest_issue`, the file also keeps that flag right when
 /// the files are loaded in date order; `removed` (the removed keys with their last values)
-/// then become rows of their own or lose the flag.
+/// then become rows of their own or lose the flag. The rows are read a batch at a time, so
+/// a unit whose rows were merged from buckets on disk is never held whole.
 pub fn write_issues(
     path: &Path,
-    issues: &DataFrame,
-    removed: &DataFrame,
+    issues: &SortedRows,
+    removed: &SortedRows,
     ctx: &EmitContext,
 ) -> Result<IssueStats> {
     let names: Vec<&str> = ctx.layout.names().collect();
-    let columns = cells_of(issues, &names, Some(ctx.layout))?;
-    let added = issues.column(ADDED)?.bool()?.clone();
-    let float_column = |name: &str| -> Option<Float64Chunked> {
-        let column = issues.column(name).ok()?;
-        column.as_materialized_series().f64().ok().cloned()
-    };
-    let (value, previous) = (float_column(VALUE), float_column(PREVIOUS_VALUE));
     let mut stats = IssueStats::default();
     let fills = ctx.fills();
     let header: Vec<&str> = fills.iter().map(|(name, _)| *name).collect();
@@ -280,28 +274,25 @@ pub fn write_issues(
         .map(|(name, _)| *name)
         .collect();
     let table = ctx.target.map_or(ctx.target_table, |t| t.table.as_str());
-    let mut issue_lag = Vec::with_capacity(issues.height());
-    for row in 0..issues.height() {
-        let (issue, lag) = issue_and_lag_of(&|i| columns[i].get(row), ctx)?;
-        if let Some(lag) = lag {
-            stats.from_the_future += usize::from(lag < 0);
-            if added.get(row) == Some(false) {
-                let at = |c: &Option<Float64Chunked>| c.as_ref().and_then(|c| c.get(row));
-                stats.revisions.record(lag, at(&value), at(&previous));
-            }
-        }
-        issue_lag.push((issue, lag));
-    }
     if ctx.format == OutputFormat::Parquet {
-        let mut frame = issues.select(names)?;
-        let (issue, lag): (Vec<i64>, Vec<Option<i64>>) = issue_lag.into_iter().unzip();
-        frame.with_column(Int64Chunked::from_vec("issue".into(), issue).into_column())?;
-        if ctx.layout.has_lag() {
-            let lag = lag.into_iter().map(|lag| lag.expect("a lag")).collect();
-            let lag = Int64Chunked::from_vec("lag".into(), lag);
-            frame.with_column(lag.into_column())?;
-        }
-        write_parquet(ctx.files, path, &mut frame)?;
+        let mut with_issue_and_lag = |chunk: Result<DataFrame>| -> Result<DataFrame> {
+            let chunk = chunk?;
+            let issue_lag = issues_and_lags(&chunk, &names, ctx, &mut stats)?;
+            let mut frame = chunk.select(names.iter().copied())?;
+            let (issue, lag): (Vec<i64>, Vec<Option<i64>>) = issue_lag.into_iter().unzip();
+            frame.with_column(Int64Chunked::from_vec("issue".into(), issue).into_column())?;
+            if ctx.layout.has_lag() {
+                let lag = lag.into_iter().map(|lag| lag.expect("a lag")).collect();
+                let lag = Int64Chunked::from_vec("lag".into(), lag);
+                frame.with_column(lag.into_column())?;
+            }
+            Ok(frame)
+        };
+        ctx.files
+            .write(path, |out| {
+                write_parquet_chunks(out, issues.chunks()?.map(&mut with_issue_and_lag))
+            })
+            .with_context(|| format!("cannot write {}", path.display()))?;
         return Ok(stats);
     }
     let mut latest = LatestIssues::new(ctx);
@@ -329,16 +320,20 @@ pub fn write_issues(
             ctx.chunk_rows,
             &update,
         )?;
-        let mut row_cells = Vec::with_capacity(fills.len());
-        for (row, &(issue, lag)) in issue_lag.iter().enumerate() {
-            let stored = |i: usize| columns[i].get(row);
-            fill_row(&mut row_cells, &fills, &stored, issue, lag, false, ctx)?;
-            writer.row(out, row_cells.iter().copied())?;
-            latest.inserted(&stored, issue);
+        for chunk in issues.chunks()? {
+            let chunk = chunk?;
+            let columns = cells_of(&chunk, &names, Some(ctx.layout))?;
+            let mut row_cells = Vec::with_capacity(fills.len());
+            let issue_lag = issues_and_lags(&chunk, &names, ctx, &mut stats)?;
+            for (row, &(issue, lag)) in issue_lag.iter().enumerate() {
+                let stored = |i: usize| columns[i].get(row);
+                fill_row(&mut row_cells, &fills, &stored, issue, lag, false, ctx)?;
+                writer.row(out, row_cells.iter().copied())?;
+                latest.inserted(&stored, issue);
+            }
         }
         writer.finish(out)?;
         if let Some(plan) = ctx.target.filter(|p| p.maintains_latest || p.removal_rows) {
-            let removed_columns = cells_of(removed, &names, Some(ctx.layout))?;
             if plan.removal_rows {
                 writeln!(
                     out,
@@ -346,16 +341,21 @@ pub fn write_issues(
                 )?;
                 let mut writer =
                     RowWriter::start(out, ctx.format, table, header, ctx.chunk_rows, &update)?;
-                for row in 0..removed.height() {
-                    let stored = |i: usize| removed_columns[i].get(row);
-                    let (issue, lag) = issue_and_lag_of(&stored, ctx)?;
-                    fill_row(&mut row_cells, &fills, &stored, issue, lag, true, ctx)?;
-                    writer.row(out, row_cells.iter().copied())?;
-                    latest.inserted(&stored, issue);
+                for chunk in removed.chunks()? {
+                    let chunk = chunk?;
+                    let removed_columns = cells_of(&chunk, &names, Some(ctx.layout))?;
+                    let mut row_cells = Vec::with_capacity(fills.len());
+                    for row in 0..chunk.height() {
+                        let stored = |i: usize| removed_columns[i].get(row);
+                        let (issue, lag) = issue_and_lag_of(&stored, ctx)?;
+                        fill_row(&mut row_cells, &fills, &stored, issue, lag, true, ctx)?;
+                        writer.row(out, row_cells.iter().copied())?;
+                        latest.inserted(&stored, issue);
+                    }
                 }
                 writer.finish(out)?;
             } else {
-                latest.write_unflag_removed(out, &removed_columns, removed.height())?;
+                latest.write_unflag_removed(out, removed, &names)?;
             }
             latest.write_unflag_older(out)?;
         }
@@ -365,6 +365,96 @@ pub fn write_issues(
         Ok(())
     })?;
     Ok(stats)
+}
+
+/// Each row's `issue` and `lag`; counts the rows from the future and the revisions.
+fn issues_and_lags(
+    chunk: &DataFrame,
+    names: &[&str],
+    ctx: &EmitContext,
+    stats: &mut IssueStats,
+) -> Result<Vec<(i64, Option<i64>)>> {
+    let columns = cells_of(chunk, names, Some(ctx.layout))?;
+    let added = chunk.column(ADDED)?.bool()?.clone();
+    let float_column = |name: &str| -> Option<Float64Chunked> {
+        let column = chunk.column(name).ok()?;
+        column.as_materialized_series().f64().ok().cloned()
+    };
+    let (value, previous) = (float_column(VALUE), float_column(PREVIOUS_VALUE));
+    let mut issue_lag = Vec::with_capacity(chunk.height());
+    for row in 0..chunk.height() {
+        let (issue, lag) = issue_and_lag_of(&|i| columns[i].get(row), ctx)?;
+        if let Some(lag) = lag {
+            stats.from_the_future += usize::from(lag < 0);
+            if added.get(row) == Some(false) {
+                let at = |c: &Option<Float64Chunked>| c.as_ref().and_then(|c| c.get(row));
+                stats.revisions.record(lag, at(&value), at(&previous));
+            }
+        }
+        issue_lag.push((issue, lag));
+    }
+    Ok(issue_lag)
+}
+
+/// Rows per row group of a Parquet output file: fixed, so that a file is the same bytes
+/// however its rows arrived (in one frame, or merged from a split unit's buckets).
+pub const OUTPUT_GROUP_ROWS: usize = 1 << 16;
+
+/// Writes frames (at least one) to a Parquet file in row groups of `OUTPUT_GROUP_ROWS` rows.
+fn write_parquet_chunks(
+    out: &mut dyn Write,
+    mut frames: impl Iterator<Item = Result<DataFrame>>,
+) -> Result<()> {
+    let first = frames.next().expect("at least one frame")?;
+    let mut writer = ParquetRowGroups::start(out, &first)?;
+    writer.write(first)?;
+    for frame in frames {
+        writer.write(frame?)?;
+    }
+    writer.finish()
+}
+
+/// Writes frames to a Parquet file in row groups of `OUTPUT_GROUP_ROWS` rows.
+struct ParquetRowGroups<W: Write> {
+    writer: polars::io::parquet::write::BatchedWriter<W>,
+    pending: Option<DataFrame>,
+}
+
+impl<W: Write> ParquetRowGroups<W> {
+    /// A writer for frames with the columns of `first`.
+    fn start(out: W, first: &DataFrame) -> Result<ParquetRowGroups<W>> {
+        Ok(ParquetRowGroups {
+            writer: ParquetWriter::new(out).batched(first.schema())?,
+            pending: None,
+        })
+    }
+
+    fn write(&mut self, frame: DataFrame) -> Result<()> {
+        let mut pending = match self.pending.take() {
+            Some(mut pending) => {
+                pending.vstack_mut_owned(frame)?;
+                pending
+            }
+            None => frame,
+        };
+        while pending.height() >= OUTPUT_GROUP_ROWS {
+            let (mut group, rest) = pending.split_at(OUTPUT_GROUP_ROWS as i64);
+            group.rechunk_mut();
+            self.writer.write_batch(&group)?;
+            pending = rest;
+        }
+        self.pending = Some(pending);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if let Some(mut rest) = self.pending.take().filter(|p| p.height() > 0) {
+            rest.rechunk_mut();
+            self.writer.write_batch(&rest)?;
+        }
+        self.writer.finish()?;
+        Ok(())
+    }
 }
 
 /// Fills `cells` with one output row: the stored columns' values, `issue`, `lag` and the
@@ -436,8 +526,11 @@ fn describe_cell(cell: Cell) -> String {
 /// `issue_prefix` columns and `issue`.
 struct LatestIssues<'a> {
     ctx: &'a EmitContext<'a>,
-    /// `(prefix values..., issue)` tuples as SQL, of every row inserted.
+    /// `(prefix values..., issue)` tuples as SQL, of every row inserted (not collected for
+    /// the first backup, whose file unflags nothing: most of a history's rows are there).
     inserted: std::collections::BTreeSet<Vec<u8>>,
+    /// Whether any row was inserted.
+    any: bool,
     prefix: Vec<usize>,
 }
 
@@ -451,12 +544,17 @@ impl<'a> LatestIssues<'a> {
         LatestIssues {
             ctx,
             inserted: Default::default(),
+            any: false,
             prefix,
         }
     }
 
     fn inserted<'c>(&mut self, stored: &dyn Fn(usize) -> Cell<'c>, issue: i64) {
         if self.prefix.is_empty() {
+            return;
+        }
+        self.any = true;
+        if self.ctx.previous.is_none() {
             return;
         }
         let mut tuple = Vec::new();
@@ -480,7 +578,7 @@ impl<'a> LatestIssues<'a> {
         let Some(plan) = self.ctx.target.filter(|p| p.maintains_latest) else {
             return Ok(());
         };
-        if self.inserted.is_empty() {
+        if !self.any {
             return Ok(());
         }
         if self.ctx.previous.is_none() {
@@ -518,8 +616,8 @@ impl<'a> LatestIssues<'a> {
     fn write_unflag_removed(
         &self,
         out: &mut dyn Write,
-        removed: &[Cells],
-        rows: usize,
+        removed: &SortedRows,
+        names: &[&str],
     ) -> Result<()> {
         let Some(plan) = self.ctx.target.filter(|p| p.maintains_latest) else {
             return Ok(());
@@ -528,22 +626,33 @@ impl<'a> LatestIssues<'a> {
             .filter(|(_, c)| c.is_key)
             .map(|(i, _)| i)
             .collect();
-        let starts = (0..rows).step_by(self.ctx.chunk_rows);
-        for start in starts {
-            if start == 0 {
-                writeln!(out, "-- keys missing from this backup are no longer served")?;
-            }
-            write!(
-                out,
-                "UPDATE {} SET `is_latest_issue` = 0\nWHERE `is_latest_issue` = 1 AND ({}) IN (",
-                quote_name(&plan.table),
-                self.key_columns("").join(",")
-            )?;
-            for row in start..rows.min(start + self.ctx.chunk_rows) {
-                out.write_all(if row == start { b"(" } else { b",\n(" })?;
-                write_sql_tuple(out, key.iter().map(|&i| removed[i].get(row)))?;
+        let mut written = 0;
+        for chunk in removed.chunks()? {
+            let chunk = chunk?;
+            let columns = cells_of(&chunk, names, Some(self.ctx.layout))?;
+            for row in 0..chunk.height() {
+                if written % self.ctx.chunk_rows == 0 {
+                    if written == 0 {
+                        writeln!(out, "-- keys missing from this backup are no longer served")?;
+                    } else {
+                        writeln!(out, ");")?;
+                    }
+                    write!(
+                        out,
+                        "UPDATE {} SET `is_latest_issue` = 0\nWHERE `is_latest_issue` = 1 AND ({}) IN (",
+                        quote_name(&plan.table),
+                        self.key_columns("").join(",")
+                    )?;
+                    out.write_all(b"(")?;
+                } else {
+                    out.write_all(b",\n(")?;
+                }
+                write_sql_tuple(out, key.iter().map(|&i| columns[i].get(row)))?;
                 out.write_all(b")")?;
+                written += 1;
             }
+        }
+        if written > 0 {
             writeln!(out, ");")?;
         }
         Ok(())
@@ -578,23 +687,54 @@ pub fn write_rows(
     format: OutputFormat,
     table: &str,
 ) -> Result<()> {
+    write_rows_from(
+        out,
+        std::iter::once(Ok(frame.clone())),
+        names,
+        layout,
+        format,
+        table,
+    )?;
+    Ok(())
+}
+
+/// `write_rows` for the rows of several frames (at least one), one after the other: rows
+/// merged from parts on disk, written a batch at a time. Returns the number of rows.
+pub fn write_rows_from(
+    out: &mut dyn Write,
+    frames: impl Iterator<Item = Result<DataFrame>>,
+    names: Vec<&str>,
+    layout: Option<&Layout>,
+    format: OutputFormat,
+    table: &str,
+) -> Result<usize> {
+    let mut written = 0;
     if format == OutputFormat::Parquet {
-        ParquetWriter::new(out).finish(&mut frame.select(names)?)?;
-        return Ok(());
+        let selected = frames.map(|frame| {
+            let frame = frame?.select(names.iter().copied())?;
+            written += frame.height();
+            Ok(frame)
+        });
+        write_parquet_chunks(out, selected)?;
+        return Ok(written);
     }
-    let columns = cells_of(frame, &names, layout)?;
     if format == OutputFormat::Sql {
         write_sql_preamble(out, layout)?;
     }
-    let mut writer = RowWriter::start(out, format, table, names, 1000, &[])?;
-    for row in 0..frame.height() {
-        writer.row(out, columns.iter().map(|c| c.get(row)))?;
+    let mut writer = RowWriter::start(out, format, table, names.clone(), 1000, &[])?;
+    for frame in frames {
+        let frame = frame?;
+        let columns = cells_of(&frame, &names, layout)?;
+        for row in 0..frame.height() {
+            writer.row(out, columns.iter().map(|c| c.get(row)))?;
+        }
+        written += frame.height();
     }
     writer.finish(out)?;
     if format == OutputFormat::Sql {
         write_sql_epilogue(out, layout)?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// The `issue` and `lag` of a row of the backup `ctx.date` (no lag without a time column).
@@ -630,35 +770,33 @@ fn issue_and_lag_of<'c>(
 }
 
 /// Writes the removed keys with the date of the backup they are missing from.
-pub fn write_removals(path: &Path, removed: &DataFrame, ctx: &EmitContext) -> Result<()> {
+pub fn write_removals(path: &Path, removed: &SortedRows, ctx: &EmitContext) -> Result<()> {
     let names = ctx.layout.key_names();
-    if ctx.format == OutputFormat::Parquet {
-        let mut frame = removed.select(names.iter().copied())?;
-        let stamp = yyyymmdd(ctx.date);
-        let removed = Int64Chunked::from_vec("removed".into(), vec![stamp; frame.height()]);
-        frame.with_column(removed.into_column())?;
-        return write_parquet(ctx.files, path, &mut frame);
-    }
-    let columns = cells_of(removed, &names, Some(ctx.layout))?;
     let stamp = yyyymmdd(ctx.date);
     ctx.files
         .write(path, |out| {
+            if ctx.format == OutputFormat::Parquet {
+                let with_date = |chunk: Result<DataFrame>| -> Result<DataFrame> {
+                    let mut frame = chunk?.select(names.iter().copied())?;
+                    let removed =
+                        Int64Chunked::from_vec("removed".into(), vec![stamp; frame.height()]);
+                    frame.with_column(removed.into_column())?;
+                    Ok(frame)
+                };
+                return write_parquet_chunks(out, removed.chunks()?.map(with_date));
+            }
             let header = names.iter().copied().chain(["removed"]);
             write_csv_line(out, header.map(Cell::Text))?;
-            for row in 0..removed.height() {
-                let cells = columns.iter().map(|c| c.get(row));
-                write_csv_line(out, cells.chain([Cell::Integer(stamp)]))?;
+            for chunk in removed.chunks()? {
+                let chunk = chunk?;
+                let columns = (names.iter())
+                    .map(|name| Cells::of(&chunk, name, Some(ctx.layout)))
+                    .collect::<Result<Vec<_>>>()?;
+                for row in 0..chunk.height() {
+                    let cells = columns.iter().map(|c| c.get(row));
+                    write_csv_line(out, cells.chain([Cell::Integer(stamp)]))?;
+                }
             }
-            Ok(())
-        })
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Writes a frame as one Parquet file, atomically like every output file.
-fn write_parquet(files: &Staging, path: &Path, frame: &mut DataFrame) -> Result<()> {
-    files
-        .write(path, |out| {
-            ParquetWriter::new(out).finish(frame)?;
             Ok(())
         })
         .with_context(|| format!("cannot write {}", path.display()))

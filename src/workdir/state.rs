@@ -278,16 +278,21 @@ impl OutputTable {
     }
 }
 
+/// The prefix of the folder, in the work folder, of a split diff unit's buckets.
+pub const SPLIT_PREFIX: &str = ".tmp-split-";
+
 /// Removes temporary files and folders (`.tmp-*`) left by a run that was killed.
 pub fn remove_leftovers(paths: &Paths) -> Result<usize> {
     let mut removed = 0;
-    // The journal's rewrite is staged in the work folder itself.
+    // The journal's rewrite is staged in the work folder itself, and a split diff unit's
+    // buckets (not the scratch folders of `asof` and `history`, which run beside a run).
     for entry in std::fs::read_dir(&paths.work)
         .into_iter()
         .flatten()
         .flatten()
     {
-        if is_temporary(&entry.path()) && entry.path().is_file() {
+        let split = (entry.file_name().to_string_lossy()).starts_with(SPLIT_PREFIX);
+        if is_temporary(&entry.path()) && (entry.path().is_file() || split) {
             remove(&entry.path())?;
             removed += 1;
         }

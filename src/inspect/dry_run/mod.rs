@@ -15,9 +15,10 @@ use crate::inspect::dry_run::forecast::{
     DiffWork, Forecast, Rates, Work, ASSUMED_REVISED, HIGH_REVISED, SMALL_SAMPLE_BYTES,
     TYPICAL_ERROR,
 };
-use crate::inspect::dry_run::sample::{measure, Measurement, LIMITS};
+use crate::inspect::dry_run::sample::{measure_within, Limits, Measurement};
+use crate::run::memory_limit::{budget, Budget};
 use crate::run::plan::{partition_bytes_per_sql, DiffUnit, Plan, GZIP_RATIO, ROWS_PER_SQL_BYTE};
-use crate::run::schedule::{buckets_for, estimate_diff_bytes, memory_budget};
+use crate::run::schedule::{buckets_for, estimate_diff_bytes, extract_share};
 use crate::stages::extract::sql_size::{sql_size, SqlSize};
 use crate::stages::extract::PartitionInfo;
 use crate::values::bytes::human;
@@ -63,7 +64,9 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
         Stages::Diff | Stages::Emit => diffs_pending,
         Stages::All => !pending_extracts.is_empty() || diffs_pending,
     };
-    let sample = work_to_time.then(|| sample_largest(&plan, &pending_extracts, config));
+    let budget = budget(config)?;
+    let share = extract_share(budget.bytes, config.jobs);
+    let sample = work_to_time.then(|| sample_largest(&plan, &pending_extracts, config, &budget));
     // Ctrl-C stops the sample early; the dry run then stops too, rather than print a
     // prediction from a cut sample.
     crate::workdir::interrupt::check()?;
@@ -109,12 +112,18 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
         )?;
     }
     if stages != Stages::Diff {
+        let at_once = match share.jobs < config.jobs {
+            true => format!(
+                "{} at once (--jobs {}, fewer for the memory budget)",
+                share.jobs, config.jobs
+            ),
+            false => format!("{} at once (--jobs)", config.jobs),
+        };
         writeln!(
             w,
-            "extract: {} done, {} pending, {} at once (--jobs)",
+            "extract: {} done, {} pending, {at_once}",
             plan.extracts.len() - pending_extracts.len(),
             pending_extracts.len(),
-            config.jobs
         )?;
     }
     let mut done = 0;
@@ -139,18 +148,20 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
             }
         }
     }
-    let budget = memory_budget(config);
     let largest = pending
         .iter()
         .chain(&unknown)
         .map(|(_, b)| *b)
         .max()
         .unwrap_or(0);
-    let largest_peak = estimate_diff_bytes(largest / buckets_for(largest, budget) as u64);
+    let budget_text = budget.to_string();
+    let budget = budget.bytes;
+    let largest_peak =
+        estimate_diff_bytes(largest / buckets_for(largest, budget, config.max_part_rows) as u64);
     let fit = (budget / largest_peak.max(1)).max(1) as usize;
     if stages != Stages::Extract {
         let describe = |rows: u64| {
-            let buckets = buckets_for(rows, budget);
+            let buckets = buckets_for(rows, budget, config.max_part_rows);
             let peak = human(estimate_diff_bytes(rows / buckets as u64));
             match buckets {
                 1 => format!("estimated peak {peak}"),
@@ -180,10 +191,6 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
                 describe(*bytes)
             )?;
         }
-        let source = match config.memory_limit {
-            Some(_) => "--memory-limit",
-            None => "80% of available memory",
-        };
         let need = match pending.is_empty() && unknown.is_empty() {
             true => "no unit to run".to_string(),
             false => format!(
@@ -193,7 +200,7 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
                 config.jobs
             ),
         };
-        writeln!(w, "memory: budget {} ({source}); {need}", human(budget))?;
+        writeln!(w, "memory: budget {budget_text}; {need}")?;
     }
     let total_sql: u64 = sizes.iter().sum();
     let sql_to_read: u64 = pending_extracts.iter().map(|&i| sizes[i]).sum();
@@ -235,7 +242,7 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
                         })
                         .collect(),
                 },
-                jobs: config.jobs,
+                jobs: share.jobs,
                 diff_units_at_once: fit.min(config.jobs),
                 cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             };
@@ -258,8 +265,13 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
     Ok(text)
 }
 
-/// Samples the largest backup still to extract, else the largest backup.
-fn sample_largest(plan: &Plan, pending: &[usize], config: &Config) -> Result<Measurement> {
+/// Samples the largest backup still to extract, else the largest backup, within `budget`.
+fn sample_largest(
+    plan: &Plan,
+    pending: &[usize],
+    config: &Config,
+    budget: &Budget,
+) -> Result<Measurement> {
     let candidates: Vec<usize> = if pending.is_empty() {
         (0..plan.extracts.len()).collect()
     } else {
@@ -269,7 +281,9 @@ fn sample_largest(plan: &Plan, pending: &[usize], config: &Config) -> Result<Mea
         .into_iter()
         .max_by_key(|&i| plan.extracts[i].inputs.size)
         .expect("a plan has backups");
-    measure(&plan.extracts[largest].backup, config, LIMITS)
+    let buffer_bytes = extract_share(budget.bytes, 1).buffer_bytes;
+    let limits = Limits::within(budget.bytes);
+    measure_within(&plan.extracts[largest].backup, config, limits, buffer_bytes)
 }
 
 /// The diff work pending for backup `index`; None when its units are all done.

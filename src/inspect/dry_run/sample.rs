@@ -11,6 +11,10 @@ use anyhow::{Context, Result};
 
 use crate::config::layout::Layout;
 use crate::config::{Config, PartitionFormat};
+use crate::run::plan::ROWS_PER_SQL_BYTE;
+use crate::run::schedule::{
+    DIFF_BASE_BYTES, DIFF_BYTES_PER_ROW, EXTRACT_BUFFER_BYTES, PROCESS_BYTES,
+};
 use crate::stages::diff::{diff, read_partition_bytes};
 use crate::stages::discover::Backup;
 use crate::stages::emit::write_table;
@@ -30,6 +34,20 @@ pub const LIMITS: Limits = Limits {
     sql_bytes: 64 << 20,
     seconds: 5.0,
 };
+
+impl Limits {
+    /// `LIMITS`, with less SQL when the memory budget is small: the sample's partitions and
+    /// the diff of the largest against itself must fit it (one row per 140 bytes of SQL, at
+    /// the diff's bytes per row for both sides).
+    pub fn within(budget: u64) -> Limits {
+        let room = budget.saturating_sub(PROCESS_BYTES + DIFF_BASE_BYTES);
+        let sql = room as f64 * ROWS_PER_SQL_BYTE.recip() / (2.0 * DIFF_BYTES_PER_ROW);
+        Limits {
+            sql_bytes: LIMITS.sql_bytes.min(sql as u64).max(1 << 20),
+            ..LIMITS
+        }
+    }
+}
 
 /// Wall and CPU seconds of one step: CPU of every thread of the process, and of the
 /// thread that ran the step.
@@ -120,6 +138,16 @@ impl Measurement {
 
 /// Reads the start of `backup` (at most `limits`) and times the steps of a run on it.
 pub fn measure(backup: &Backup, config: &Config, limits: Limits) -> Result<Measurement> {
+    measure_within(backup, config, limits, EXTRACT_BUFFER_BYTES.0)
+}
+
+/// `measure`, with the extraction buffering at most `buffer_bytes` (`extract_share`).
+pub fn measure_within(
+    backup: &Backup,
+    config: &Config,
+    limits: Limits,
+    buffer_bytes: u64,
+) -> Result<Measurement> {
     let file_bytes = Arc::new(AtomicU64::new(0));
     let counter = file_bytes.clone();
     let on_read = Box::new(move |n| {
@@ -134,7 +162,8 @@ pub fn measure(backup: &Backup, config: &Config, limits: Limits) -> Result<Measu
             || interrupt::requested()
             || (rows_seen.is_multiple_of(1024) && started.elapsed().as_secs_f64() >= limits.seconds)
     };
-    let (sampled, extract) = Timing::of(|| sample(backup, config, on_read, &mut stop));
+    let (sampled, extract) =
+        Timing::of(|| sample(backup, config, buffer_bytes, on_read, &mut stop));
     let sampled = sampled?;
     let layout = Layout::new(&sampled.table, config.roles())
         .with_context(|| format!("backup {}", backup.path.display()))?;

@@ -79,6 +79,45 @@ pub fn read_parquet(
     concat_pieces(pieces)
 }
 
+/// The row groups of a Parquet file, read one at a time: a file of any size is read in the
+/// memory of its largest row group.
+pub struct RowGroups {
+    path: std::path::PathBuf,
+    metadata: polars_io::parquet::read::FileMetadata,
+    next: usize,
+}
+
+impl RowGroups {
+    pub fn open(path: &Path) -> PolarsResult<RowGroups> {
+        let metadata = (**ParquetReader::new(File::open(path)?).get_metadata()?).clone();
+        Ok(RowGroups {
+            path: path.to_path_buf(),
+            metadata,
+            next: 0,
+        })
+    }
+}
+
+impl Iterator for RowGroups {
+    type Item = PolarsResult<DataFrame>;
+
+    fn next(&mut self) -> Option<PolarsResult<DataFrame>> {
+        let group = self.metadata.row_groups.get(self.next)?.clone();
+        self.next += 1;
+        let read = || {
+            let mut view = self.metadata.clone();
+            view.num_rows = group.num_rows();
+            view.row_groups = vec![group];
+            let mut reader = ParquetReader::new(File::open(&self.path)?);
+            reader.set_metadata(Arc::new(view));
+            let mut frame = reader.finish()?;
+            frame.rechunk_mut();
+            Ok(frame)
+        };
+        Some(read())
+    }
+}
+
 /// How many bytes of CSV are parsed at a time when rows are filtered.
 const CSV_PIECE_BYTES: usize = 32 << 20;
 

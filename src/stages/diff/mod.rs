@@ -5,7 +5,10 @@
 //! only in the older one are removals.
 
 pub mod file_read;
+pub mod merge;
 pub mod spark;
+
+pub use self::merge::SortedRows;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -84,43 +87,83 @@ pub fn read_diff_input(
     layout: &Layout,
     bucket: Option<(usize, usize)>,
 ) -> Result<DataFrame> {
-    let keep = match (bucket, path) {
-        (Some((bucket, buckets)), Some(path)) => {
-            let Some(BucketColumn { name, unsigned }) = bucket_column(layout, is_parquet(path))
-            else {
-                bail!(
-                    "{} cannot be read in parts: it has no integer column to split by",
-                    path.display()
-                );
-            };
-            let expr = if unsigned {
-                (col(name.as_str()) % lit(buckets as u64)).eq(lit(bucket as u64))
-            } else {
-                let k = lit(buckets as i64);
-                // Remainders of negative numbers are negative: shift them into 0..k.
-                ((col(name.as_str()) % k.clone() + k.clone()) % k).eq(lit(bucket as i64))
-            };
-            Some(RowPredicate {
-                expr,
-                columns: vec![name],
-            })
-        }
-        _ => None,
+    let keep = match bucket {
+        Some(bucket) => Some(bucket_predicate(path, layout, bucket, bucket_column)?),
+        None => None,
     };
     read_partition_where(path, layout, keep, Reading::DiffInput)
 }
 
+/// `read_partition`, keeping only the rows of `bucket` (`(bucket, buckets)`, split by
+/// `table_bucket_column`, as `verify`, `asof` and `history` split what they read) when one
+/// is given.
+pub fn read_partition_in(
+    path: Option<&Path>,
+    layout: &Layout,
+    bucket: Option<(usize, usize)>,
+) -> Result<DataFrame> {
+    let keep = match bucket {
+        Some(bucket) => Some(bucket_predicate(path, layout, bucket, |layout, _| {
+            table_bucket_column(layout)
+        })?),
+        None => None,
+    };
+    read_partition_where(path, layout, keep, Reading::Table)
+}
+
+/// The rows of a partition in bucket `bucket` of `buckets` of the column `choose` picks.
+fn bucket_predicate(
+    path: Option<&Path>,
+    layout: &Layout,
+    (bucket, buckets): (usize, usize),
+    choose: fn(&Layout, bool) -> Option<BucketColumn>,
+) -> Result<RowPredicate> {
+    let parquet = path.is_some_and(is_parquet);
+    let Some(column) = choose(layout, parquet) else {
+        bail!(
+            "{} cannot be read in parts: it has no integer column to split by",
+            path.map_or_else(|| "a partition".to_string(), |p| p.display().to_string())
+        );
+    };
+    Ok(RowPredicate {
+        expr: bucket_of(&column, buckets).eq(lit(bucket as i64)),
+        columns: vec![column.name],
+    })
+}
+
 /// The integer column a unit too large for memory is split by (`read_diff_input`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketColumn {
     pub name: String,
     /// UInt64 rather than Int64.
     pub unsigned: bool,
 }
 
-/// The column a unit is split by: `time_value` (Epidata's tables, as before), else the key
-/// fingerprint of a Parquet partition, else an integer key column of a CSV one; None when
+/// The column a diff unit is split by: `time_value` (Epidata's tables, as before), else the
+/// key fingerprint of a Parquet partition, else an integer key column of a CSV one; None when
 /// there is none (a CSV partition whose key has no integer column cannot be split).
 pub fn bucket_column(layout: &Layout, parquet: bool) -> Option<BucketColumn> {
+    if parquet && !matches!(layout.time, Time::Typed { .. }) {
+        return Some(BucketColumn {
+            name: fingerprint::COLUMN.to_string(),
+            unsigned: true,
+        });
+    }
+    table_bucket_column(layout).or_else(|| {
+        (layout.columns.iter())
+            .find(|c| c.is_key && c.kind == ColumnKind::Unsigned)
+            .map(|c| BucketColumn {
+                name: c.name.clone(),
+                unsigned: true,
+            })
+    })
+}
+
+/// The column of the table itself that `verify`, `asof` and `history` split what they read
+/// by (the output files have no fingerprint): `time_value`, else a signed integer key column
+/// (the SQL output's fields are bucketed as signed numbers); None when there is none, and
+/// they read a source whole.
+pub fn table_bucket_column(layout: &Layout) -> Option<BucketColumn> {
     if let Time::Typed { time_value, .. } = layout.time {
         let name = layout.columns[time_value].name.clone();
         return Some(BucketColumn {
@@ -128,21 +171,28 @@ pub fn bucket_column(layout: &Layout, parquet: bool) -> Option<BucketColumn> {
             unsigned: false,
         });
     }
-    if parquet {
-        return Some(BucketColumn {
-            name: fingerprint::COLUMN.to_string(),
-            unsigned: true,
-        });
-    }
     (layout.columns.iter())
-        .filter(|c| c.is_key)
-        .find_map(|c| match c.kind {
-            ColumnKind::Integer | ColumnKind::Unsigned => Some(BucketColumn {
-                name: c.name.clone(),
-                unsigned: c.kind == ColumnKind::Unsigned,
-            }),
-            _ => None,
+        .filter(|c| c.is_key && c.kind == ColumnKind::Integer)
+        .map(|c| BucketColumn {
+            name: c.name.clone(),
+            unsigned: false,
         })
+        .next()
+}
+
+/// The bucket of each row, of `buckets` split by the integer `column`: its remainder, the
+/// remainders of negative numbers shifted into 0..buckets, NULL in bucket 0, as an Int64. A
+/// key always falls in the same bucket of both backups, so bucket by bucket diffs (and
+/// replays) add up to the whole.
+pub fn bucket_of(column: &BucketColumn, buckets: usize) -> Expr {
+    let name = column.name.as_str();
+    let bucket = if column.unsigned {
+        (col(name) % lit(buckets as u64)).cast(DataType::Int64)
+    } else {
+        let k = lit(buckets as i64);
+        (col(name) % k.clone() + k.clone()) % k
+    };
+    bucket.fill_null(lit(0i64))
 }
 
 /// What a partition is read for.
@@ -556,29 +606,6 @@ fn diff_on_keys(old: Option<DataFrame>, new: DataFrame, layout: &Layout) -> Resu
         added,
         issues: text_as_strings(issues)?,
         removed: text_as_strings(removed)?,
-        rows,
-    })
-}
-
-/// Joins the results of a unit's buckets into the result of the whole unit.
-pub fn combine(parts: Vec<DiffResult>, layout: &Layout) -> Result<DiffResult> {
-    let stack = |frames: Vec<LazyFrame>| -> Result<DataFrame> {
-        let all = concat(frames, UnionArgs::default())?;
-        let mut frame = sort_by_key(all, layout).collect()?;
-        frame.rechunk_mut();
-        Ok(frame)
-    };
-    let sum = |f: fn(&DiffResult) -> usize| parts.iter().map(f).sum::<usize>();
-    let (added, changed, rows) = (sum(|p| p.added), sum(|p| p.changed), sum(|p| p.rows));
-    let (issues, removed): (Vec<_>, Vec<_>) = parts
-        .into_iter()
-        .map(|p| (p.issues.lazy(), p.removed.lazy()))
-        .unzip();
-    Ok(DiffResult {
-        issues: stack(issues)?,
-        removed: stack(removed)?,
-        added,
-        changed,
         rows,
     })
 }

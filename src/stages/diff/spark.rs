@@ -14,7 +14,10 @@ use serde::Deserialize;
 use crate::config::layout::Layout;
 use crate::config::Config;
 use crate::stages::diff::file_read::{read_parquet, RowPredicate};
-use crate::stages::diff::{is_parquet, sort_by_key, DiffResult, ADDED, PREVIOUS_VALUE, VALUE};
+use crate::stages::diff::{
+    bucket_of, is_parquet, sort_by_key, table_bucket_column, DiffResult, ADDED, PREVIOUS_VALUE,
+    VALUE,
+};
 use crate::stages::extract::parquet::stored_schema;
 use crate::workdir::state::{DiffInputs, ExtractInputs};
 
@@ -151,6 +154,9 @@ impl SparkResult {
 
     /// The diff of one source (its value `source` of the partition column) in the backup
     /// of `date`, as the local diff gives it; `rows` is the size of its newer partition.
+    /// With `bucket` (`(bucket, buckets)`), only the rows of that bucket of the table's
+    /// bucket column (`table_bucket_column`: `time_value` in Epidata's tables),
+    /// as a split unit's buckets are read.
     pub fn unit(
         &self,
         date: &str,
@@ -158,6 +164,7 @@ impl SparkResult {
         source: &str,
         rows: usize,
         layout: &Layout,
+        bucket: Option<(usize, usize)>,
     ) -> Result<DiffResult> {
         let mut extra = vec![Field::new(ADDED.into(), DataType::Boolean)];
         if !first && layout.compared_names().contains(&VALUE) {
@@ -167,8 +174,8 @@ impl SparkResult {
                 value.unwrap_or(DataType::Float64),
             ));
         }
-        let issues = self.read("issues", date, source, layout, &extra)?;
-        let removed = self.read("removals", date, source, layout, &[])?;
+        let issues = self.read("issues", date, source, layout, &extra, bucket)?;
+        let removed = self.read("removals", date, source, layout, &[], bucket)?;
         let added = issues.column(ADDED)?.bool()?.sum().unwrap_or(0) as usize;
         Ok(DiffResult {
             changed: issues.height() - added,
@@ -188,6 +195,7 @@ impl SparkResult {
         source: &str,
         layout: &Layout,
         extra: &[Field],
+        bucket: Option<(usize, usize)>,
     ) -> Result<DataFrame> {
         let dir = self
             .root
@@ -207,10 +215,20 @@ impl SparkResult {
             .expect("a partition column");
         // The files of a date hold several sources, each in row groups of its own: a row
         // group of another source costs only the read of its partition column.
-        let keep = RowPredicate {
+        let mut keep = RowPredicate {
             expr: col(partition).cast(DataType::String).eq(lit(source)),
             columns: vec![partition.to_string()],
         };
+        if let Some((bucket, buckets)) = bucket {
+            let Some(column) = table_bucket_column(layout) else {
+                bail!(
+                    "{} cannot be read in parts: the table has no integer column to split by",
+                    dir.display()
+                );
+            };
+            keep.expr = (keep.expr).and(bucket_of(&column, buckets).eq(lit(bucket as i64)));
+            keep.columns.push(column.name);
+        }
         let names: Vec<String> = schema.iter_names().map(|name| name.to_string()).collect();
         let columns: Vec<Expr> = schema
             .iter()

@@ -79,15 +79,17 @@ impl PartitionInfo {
 
 /// Extracts `backup` into a folder staged for `dest`; committing it (`StagedDir::commit`,
 /// which the caller may leave to another thread) replaces `dest` whole.
+/// `buffer_bytes`: the most its rows not yet written may take in memory.
 pub fn extract(
     backup: &Backup,
     inputs: &ExtractInputs,
     config: &Config,
     dest: &Path,
+    buffer_bytes: u64,
     on_read: OnRead,
 ) -> Result<(PartitionInfo, StagedDir)> {
     let staged = StagedDir::new(dest)?;
-    let info = extract_into(backup, inputs, config, staged.path(), on_read)
+    let info = extract_into(backup, inputs, config, staged.path(), buffer_bytes, on_read)
         .with_context(|| format!("backup {}", backup.path.display()))?;
     // A backup still being copied would give partitions of half a file.
     let now = ExtractInputs::of(backup, config)?;
@@ -108,9 +110,10 @@ fn extract_into(
     inputs: &ExtractInputs,
     config: &Config,
     dir: &Path,
+    buffer_bytes: u64,
     on_read: OnRead,
 ) -> Result<PartitionInfo> {
-    let mut writers = PartitionWriters::new(Some(dir), config.partition_format);
+    let mut writers = PartitionWriters::new(Some(dir), config.partition_format, buffer_bytes);
     let read = read_rows(backup, config, &mut writers, on_read, &mut |_| false)?;
     let partitions = writers.finish()?;
     let info = PartitionInfo {
@@ -146,10 +149,11 @@ pub struct Sample {
 pub fn sample(
     backup: &Backup,
     config: &Config,
+    buffer_bytes: u64,
     on_read: OnRead,
     stop: &mut dyn FnMut(u64) -> bool,
 ) -> Result<Sample> {
-    let mut writers = PartitionWriters::new(None, config.partition_format);
+    let mut writers = PartitionWriters::new(None, config.partition_format, buffer_bytes);
     let read = read_rows(backup, config, &mut writers, on_read, stop)
         .with_context(|| format!("backup {}", backup.path.display()))?;
     let partitions = writers.finish()?;
@@ -374,6 +378,21 @@ impl PartitionFile {
             PartitionFile::Parquet(file) => file.finish(),
         }
     }
+
+    /// What its rows not yet written take in memory (a CSV file buffers a few KiB only).
+    fn buffered(&self) -> usize {
+        match self {
+            PartitionFile::Csv(_) => 0,
+            PartitionFile::Parquet(file) => file.buffered(),
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match self {
+            PartitionFile::Csv(_) => Ok(()),
+            PartitionFile::Parquet(file) => file.flush(),
+        }
+    }
 }
 
 struct PartitionWriter {
@@ -392,16 +411,22 @@ struct PartitionWriters {
     by_value: HashMap<Vec<u8>, usize>,
     /// The writer of the previous row: rows of one source mostly come in runs.
     last: Option<(Vec<u8>, usize)>,
+    /// What the files' rows not yet written take in memory together, about, and the most
+    /// they may: past it, the file with the most is written out.
+    buffered: usize,
+    buffer_limit: usize,
 }
 
 impl PartitionWriters {
-    fn new(dir: Option<&Path>, format: PartitionFormat) -> Self {
+    fn new(dir: Option<&Path>, format: PartitionFormat, buffer_limit: u64) -> Self {
         PartitionWriters {
             dir: dir.map(Path::to_path_buf),
             format,
             writers: Vec::new(),
             by_value: HashMap::new(),
             last: None,
+            buffered: 0,
+            buffer_limit: buffer_limit as usize,
         }
     }
 
@@ -425,7 +450,23 @@ impl PartitionWriters {
         };
         let writer = &mut self.writers[index];
         writer.entry.rows += 1;
-        writer.file.write_row(layout, map, row)
+        let before = writer.file.buffered();
+        writer.file.write_row(layout, map, row)?;
+        self.buffered = self.buffered + writer.file.buffered() - before;
+        if self.buffered > self.buffer_limit {
+            self.write_largest()
+                .map_err(|e| format!("cannot write a partition: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Writes out the rows of the file that buffers the most.
+    fn write_largest(&mut self) -> Result<()> {
+        let Some(largest) = self.writers.iter_mut().max_by_key(|w| w.file.buffered()) else {
+            return Ok(());
+        };
+        self.buffered -= largest.file.buffered();
+        largest.file.flush()
     }
 
     fn open(&self, layout: &Layout, value: &[u8]) -> Result<PartitionWriter, String> {

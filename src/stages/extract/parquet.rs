@@ -26,9 +26,21 @@ use crate::values::decimal::canonical_decimal;
 
 use super::Sink;
 
-/// Rows per row group: large enough for fast reads, small enough that the buffers of many
-/// sources at once stay in tens of MB.
+/// Rows per row group at most: large enough for fast reads. Many sources at once, or a small
+/// memory budget, write smaller ones (`PartitionWriters` writes the largest buffer when all
+/// of them together reach the extract's share).
 const BATCH_ROWS: usize = 1 << 16;
+
+/// What a value takes in a builder: a view of 16 bytes for text and binary (their bytes too
+/// when longer than the 12 a view holds), 8 for a number, a bit of validity.
+fn buffered_bytes(kind: FieldKind, bytes: &[u8], column: ColumnKind) -> usize {
+    match (kind, column) {
+        (FieldKind::Null, _) => 1,
+        (_, ColumnKind::Text | ColumnKind::Binary) if bytes.len() > 12 => 16 + bytes.len(),
+        (_, ColumnKind::Text | ColumnKind::Binary) => 16,
+        _ => 8,
+    }
+}
 
 /// The type of each stored column in a Parquet partition, and last the key's fingerprint.
 pub fn file_schema(layout: &Layout) -> Schema {
@@ -203,6 +215,8 @@ pub(super) struct ParquetPartition {
     key: KeyFingerprint,
     fingerprints: Vec<u64>,
     rows: usize,
+    /// What the rows not yet written take in memory, about (`buffered_bytes`).
+    buffered: usize,
     layout: Layout,
 }
 
@@ -225,6 +239,7 @@ impl ParquetPartition {
             key: KeyFingerprint::default(),
             fingerprints: Vec::with_capacity(BATCH_ROWS),
             rows: 0,
+            buffered: 0,
             layout: layout.clone(),
         })
     }
@@ -239,12 +254,14 @@ impl ParquetPartition {
         let ascii = row.is_ascii();
         for (i, (builder, column)) in self.builders.iter_mut().zip(&layout.columns).enumerate() {
             let (kind, bytes) = row.get(map[i]);
+            self.buffered += buffered_bytes(kind, bytes, column.kind);
             let key = column.is_key.then_some(&mut self.key);
             builder
                 .push(kind, bytes, ascii, key)
                 .map_err(|e| format!("column `{}`: {e}", column.name))?;
         }
         self.fingerprints.push(self.key.finish());
+        self.buffered += 8;
         self.rows += 1;
         if self.rows == BATCH_ROWS {
             self.flush()
@@ -253,7 +270,16 @@ impl ParquetPartition {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    /// What the rows not yet written take in memory, about.
+    pub(super) fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Writes the rows buffered as a row group.
+    pub(super) fn flush(&mut self) -> Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
         let builders = std::mem::replace(&mut self.builders, new_builders(&self.layout));
         let mut columns: Vec<Column> = builders.into_iter().map(Builder::finish).collect();
         let fingerprints =
@@ -263,13 +289,12 @@ impl ParquetPartition {
         let batch = DataFrame::new(self.rows, columns)?;
         self.writer.write_batch(&batch)?;
         self.rows = 0;
+        self.buffered = 0;
         Ok(())
     }
 
     pub(super) fn finish(mut self) -> Result<()> {
-        if self.rows > 0 {
-            self.flush()?;
-        }
+        self.flush()?;
         // Writes the footer and flushes the buffer.
         self.writer.finish()?;
         Ok(())
