@@ -336,6 +336,7 @@ impl Iterator for Merge<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::layout::Time;
     use crate::config::layout::{Layout, StoredColumn};
     use crate::dump::ColumnKind;
     use crate::stages::diff::sort_by_key;
@@ -358,8 +359,7 @@ mod tests {
             table_index: vec![1, 2, 3, 4, 5],
             table_width: 6,
             partition: 0,
-            time_type: 0,
-            time_value: 1,
+            time: Time::None,
         }
     }
 
