@@ -196,6 +196,26 @@ impl Layout {
     }
 }
 
+/// A layout of `(name, kind, is_key)` columns (the others compared) for unit tests: the
+/// first column partitions, table index i + 1 (the id first).
+#[cfg(test)]
+pub fn test_layout(columns: &[(&str, ColumnKind, bool)], time: Time) -> Layout {
+    Layout {
+        columns: (columns.iter())
+            .map(|&(name, kind, is_key)| StoredColumn {
+                name: name.into(),
+                kind,
+                is_key,
+                is_compared: !is_key,
+            })
+            .collect(),
+        table_index: (1..=columns.len()).collect(),
+        table_width: columns.len() + 1,
+        partition: 0,
+        time,
+    }
+}
+
 /// The time column `choice` picks among the stored `columns` of the table `table`.
 fn time_of(table: &str, columns: &[StoredColumn], choice: &TimeColumn) -> Result<Time> {
     let stored = |name: &str| columns.iter().position(|c| c.name == name);

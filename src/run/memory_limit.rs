@@ -197,7 +197,7 @@ impl fmt::Display for CgroupLimit {
 /// The tightest limit of this process's cgroups, v1 and v2; None when no cgroup on the way
 /// up has one (or no memory controller is mounted).
 pub fn cgroup_limit() -> Option<CgroupLimit> {
-    cgroup_limit_in(Path::new("/"), own_resident_memory())
+    cgroup_limit_in(Path::new("/"), current_rss())
 }
 
 /// `cgroup_limit` with every path read below `root` (a fake tree, in tests) and `own` bytes
@@ -362,7 +362,7 @@ fn stat(dir: &Path, key: &str) -> Option<u64> {
 }
 
 /// This process's resident memory now, in bytes; 0 where unknown.
-fn own_resident_memory() -> u64 {
+pub fn current_rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()

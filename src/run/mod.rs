@@ -21,12 +21,11 @@ use crate::config::target::TargetPlan;
 use crate::config::{Config, PartitionFormat, Stages};
 use crate::dump::TableDef;
 use crate::run::extracting::extract_pending;
-use crate::run::memory_limit::{budget, Budget};
+use crate::run::memory_limit::{budget, current_rss, Budget};
 use crate::run::plan::{DiffUnit, Plan};
 use crate::run::progress::Progress;
 use crate::run::schedule::{
-    buckets_for, current_rss, estimate_diff_bytes, merge_batch_rows, release_free_memory,
-    run_within_budget,
+    buckets_for, estimate_diff_bytes, merge_batch_rows, release_free_memory, run_within_budget,
 };
 use crate::stages::diff::merge::{write_part, Parts, SortedRows};
 use crate::stages::diff::spark::SparkResult;

@@ -104,17 +104,6 @@ pub fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Resident memory of this process now (VmRSS), in bytes; 0 where unknown.
-pub fn current_rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 /// How often the resident memory is sampled while units run.
 const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 /// Bounds of the correction learned from observed peaks. It only ever raises estimates: a

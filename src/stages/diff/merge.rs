@@ -336,31 +336,21 @@ impl Iterator for Merge<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::layout::Time;
-    use crate::config::layout::{Layout, StoredColumn};
+    use crate::config::layout::{test_layout, Layout, Time};
     use crate::dump::ColumnKind;
     use crate::stages::diff::sort_by_key;
 
     fn layout() -> Layout {
-        let column = |name: &str, kind, is_key| StoredColumn {
-            name: name.into(),
-            kind,
-            is_key,
-            is_compared: !is_key,
-        };
-        Layout {
-            columns: vec![
-                column("geo", ColumnKind::Text, true),
-                column("time_value", ColumnKind::Integer, true),
-                column("weight", ColumnKind::Float, true),
-                column("n", ColumnKind::Integer, true),
-                column("value", ColumnKind::Float, false),
+        test_layout(
+            &[
+                ("geo", ColumnKind::Text, true),
+                ("time_value", ColumnKind::Integer, true),
+                ("weight", ColumnKind::Float, true),
+                ("n", ColumnKind::Integer, true),
+                ("value", ColumnKind::Float, false),
             ],
-            table_index: vec![1, 2, 3, 4, 5],
-            table_width: 6,
-            partition: 0,
-            time: Time::None,
-        }
+            Time::None,
+        )
     }
 
     /// Rows with every kind of key value: NULLs, NaN, shared prefixes, negative numbers;

@@ -87,10 +87,7 @@ pub fn read_diff_input(
     layout: &Layout,
     bucket: Option<(usize, usize)>,
 ) -> Result<DataFrame> {
-    let keep = match bucket {
-        Some(bucket) => Some(bucket_predicate(path, layout, bucket, bucket_column)?),
-        None => None,
-    };
+    let keep = bucket_predicate(path, layout, bucket, bucket_column)?;
     read_partition_where(path, layout, keep, Reading::DiffInput)
 }
 
@@ -102,22 +99,23 @@ pub fn read_partition_in(
     layout: &Layout,
     bucket: Option<(usize, usize)>,
 ) -> Result<DataFrame> {
-    let keep = match bucket {
-        Some(bucket) => Some(bucket_predicate(path, layout, bucket, |layout, _| {
-            table_bucket_column(layout)
-        })?),
-        None => None,
-    };
+    let keep = bucket_predicate(path, layout, bucket, |layout, _| {
+        table_bucket_column(layout)
+    })?;
     read_partition_where(path, layout, keep, Reading::Table)
 }
 
-/// The rows of a partition in bucket `bucket` of `buckets` of the column `choose` picks.
+/// The rows of a partition in bucket `bucket` of `buckets` of the column `choose` picks;
+/// None (every row) without a bucket.
 fn bucket_predicate(
     path: Option<&Path>,
     layout: &Layout,
-    (bucket, buckets): (usize, usize),
+    bucket: Option<(usize, usize)>,
     choose: fn(&Layout, bool) -> Option<BucketColumn>,
-) -> Result<RowPredicate> {
+) -> Result<Option<RowPredicate>> {
+    let Some((bucket, buckets)) = bucket else {
+        return Ok(None);
+    };
     let parquet = path.is_some_and(is_parquet);
     let Some(column) = choose(layout, parquet) else {
         bail!(
@@ -125,10 +123,10 @@ fn bucket_predicate(
             path.map_or_else(|| "a partition".to_string(), |p| p.display().to_string())
         );
     };
-    Ok(RowPredicate {
+    Ok(Some(RowPredicate {
         expr: bucket_of(&column, buckets).eq(lit(bucket as i64)),
         columns: vec![column.name],
-    })
+    }))
 }
 
 /// The integer column a unit too large for memory is split by (`read_diff_input`).
@@ -670,31 +668,22 @@ pub fn text_as_strings(mut frame: DataFrame) -> Result<DataFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::layout::StoredColumn;
+    use crate::config::layout::test_layout;
 
     fn layout() -> Layout {
-        let column = |name: &str, kind, is_key| StoredColumn {
-            name: name.into(),
-            kind,
-            is_key,
-            is_compared: !is_key,
-        };
-        Layout {
-            columns: vec![
-                column("source", ColumnKind::Text, true),
-                column("time_type", ColumnKind::Text, true),
-                column("time_value", ColumnKind::Integer, true),
-                column("geo_value", ColumnKind::Text, true),
-                column("value", ColumnKind::Float, false),
+        test_layout(
+            &[
+                ("source", ColumnKind::Text, true),
+                ("time_type", ColumnKind::Text, true),
+                ("time_value", ColumnKind::Integer, true),
+                ("geo_value", ColumnKind::Text, true),
+                ("value", ColumnKind::Float, false),
             ],
-            table_index: vec![1, 2, 3, 4, 5],
-            table_width: 6,
-            partition: 0,
-            time: Time::Typed {
+            Time::Typed {
                 time_type: 1,
                 time_value: 2,
             },
-        }
+        )
     }
 
     /// A partition as extraction writes it, with fingerprints chosen by the test
