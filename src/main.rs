@@ -82,6 +82,14 @@ fn main() -> ExitCode {
             if report.not_listed > 0 {
                 println!("... and {} more differences", report.not_listed);
             }
+            if report.served_after_removal > 0 {
+                println!(
+                    "{} time(s) the as-of query served a key after its removal: the table has \
+                     no row to record a removal (Epidata's October 2020 definition), so it \
+                     serves the key's last row; the removals files list them",
+                    report.served_after_removal
+                );
+            }
             println!(
                 "verified {} backups of {} sources: {}",
                 report.backups,

@@ -256,20 +256,6 @@ fn migrate_ok(backups: &Path, out: &Path, ddl: &Path) {
     );
 }
 
-/// A folder holding the first `n` fixture backups.
-fn first_fixtures(dir: &Path, n: usize) -> Vec<PathBuf> {
-    std::fs::create_dir_all(dir).unwrap();
-    files_below(&fixture_backups(), "gz")
-        .into_iter()
-        .take(n)
-        .map(|f| {
-            let copy = dir.join(f.file_name().unwrap());
-            std::fs::copy(&f, &copy).unwrap();
-            copy
-        })
-        .collect()
-}
-
 /// Loads a migrated series date by date, checking the latest rows after each date.
 fn load_in_order(epidata: &mut Epidata, out: &Path, backups: &[PathBuf]) {
     for dump in backups {

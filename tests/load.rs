@@ -21,8 +21,13 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with("ddl/covidcast-2021.sql")
+    }
+
+    /// A server whose tables have the definition in the file `ddl`.
+    fn start_with(ddl: &str) -> Server {
         let db = MariaDb::start();
-        let ddl = std::fs::read_to_string(root().join("ddl/covidcast-2021.sql")).unwrap();
+        let ddl = std::fs::read_to_string(root().join(ddl)).unwrap();
         db.sql(&format!(
             "CREATE USER 'loader'@'localhost' IDENTIFIED BY '{PASSWORD}';
              GRANT ALL ON *.* TO 'loader'@'localhost';
@@ -174,6 +179,59 @@ fn a_load_equals_the_files_run_in_date_order_and_verify_proves_it() {
     assert_eq!(code, 1, "{text}");
     assert!(
         text.contains("20200608 fb-survey") && text.contains("01003"),
+        "{text}"
+    );
+}
+
+/// The October 2020 table has no row to record a removal: its as-of query still serves a
+/// removed key's last row. verify --database says how often, and passes, while a key served
+/// that was never removed is still a difference.
+#[test]
+fn verify_of_the_2020_table_tells_removed_keys_from_differences() {
+    let server = Server::start_with("ddl/covidcast-2020.sql");
+    let dir = tempfile::tempdir().unwrap();
+    // The first four fixture backups: no NULL value (the 2020 table has no room for one),
+    // and keys removed among them.
+    let backups = dir.path().join("backups");
+    first_fixtures(&backups, 4);
+    let out = dir.path().join("out");
+    migrate_for(&server, &backups, &out);
+    let (code, text) = run(load(&server, &out));
+    assert_eq!(code, 0, "{text}");
+    let mut verify = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
+    verify
+        .arg("verify")
+        .arg("--backups")
+        .arg(&backups)
+        .arg("--out")
+        .arg(&out)
+        .args(["--database", &server.good_url()]);
+    let (code, text) = run(verify);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("served a key after its removal") && text.contains("identical"),
+        "{text}"
+    );
+    // A key that no backup ever held, served from an early issue on: a difference.
+    server.db.sql(
+        "INSERT INTO epidata.covidcast (source, `signal`, time_type, geo_type, time_value, \
+         geo_value, value_updated_timestamp, value, stderr, sample_size, \
+         direction_updated_timestamp, direction, issue, lag, is_latest_issue, is_wip) \
+         VALUES ('fb-survey','smoothed_cli','day','county',20200530,'99999',1,1,1,1,1,NULL, \
+         20200601,2,1,0)",
+    );
+    let mut verify = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
+    verify
+        .arg("verify")
+        .arg("--backups")
+        .arg(&backups)
+        .arg("--out")
+        .arg(&out)
+        .args(["--database", &server.good_url(), "--dates", "20200603"]);
+    let (code, text) = run(verify);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("20200603 fb-survey") && text.contains("99999"),
         "{text}"
     );
 }

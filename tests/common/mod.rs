@@ -516,3 +516,17 @@ pub fn run_python(script: &str, path: &Path) -> String {
 pub const REMOVALS_TABLE: &str = "source varchar(32), `signal` varchar(64), \
     time_type varchar(12), geo_type varchar(12), time_value int, geo_value varchar(12), \
     removed int";
+
+/// A folder holding the first `n` fixture backups.
+pub fn first_fixtures(dir: &Path, n: usize) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    files_below(&fixture_backups(), "gz")
+        .into_iter()
+        .take(n)
+        .map(|f| {
+            let copy = dir.join(f.file_name().unwrap());
+            std::fs::copy(&f, &copy).unwrap();
+            copy
+        })
+        .collect()
+}
