@@ -1,13 +1,14 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use migrate::cli::{Action, Cli, HistoryArgs, HistoryFormat, LoadArgs, LogFormat, RunArgs};
+use clap::{CommandFactory, Parser};
+use migrate::cli::{Action, Cli, HistoryArgs, HistoryFormat, LoadArgs, RunArgs, SourcesArgs};
 use migrate::config::Stages;
 use migrate::config::{Config, OutputFormat};
 use migrate::exit_codes::{ExitStatus, UsageError};
 use migrate::inspect::asof::asof;
 use migrate::inspect::history::{history, HistoryRequest};
 use migrate::inspect::plot::{plot, PlotRequest};
+use migrate::inspect::sources::{sources, COLUMNS as SOURCE_COLUMNS};
 use migrate::inspect::text_table::write_text_table;
 use migrate::inspect::verify::verify;
 use migrate::inspect::verify_database::verify_database;
@@ -94,7 +95,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Action::Asof(args) => {
-            logging::init(-(args.quiet as i8), LogFormat::Text);
+            logging::init(args.log.verbosity(), args.log.log_format);
             interrupt::install();
             asof(&args).map(|rows| match (args.lag, args.date) {
                 (Some(lag), Some(date)) => {
@@ -105,20 +106,31 @@ fn main() -> ExitCode {
             })
         }
         Action::History(args) => {
-            logging::init(-(args.quiet as i8), LogFormat::Text);
+            logging::init(args.log.verbosity(), args.log.log_format);
             interrupt::install();
             print_history(args)
         }
         Action::Load(args) => {
-            logging::init(
-                args.verbose.min(4) as i8 - args.quiet.min(4) as i8,
-                args.log_format,
-            );
+            logging::init(args.log.verbosity(), args.log.log_format);
             interrupt::install();
             load_output(args)
         }
+        Action::Sources(args) => {
+            logging::init(args.log.verbosity(), args.log.log_format);
+            interrupt::install();
+            print_sources(args)
+        }
+        Action::Completions(shell) => {
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "migrate", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
+        }
+        Action::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(anyhow::Error::from),
         Action::Plot(args) => {
-            logging::init(0, LogFormat::Text);
+            logging::init(args.log.verbosity(), args.log.log_format);
             let request = PlotRequest {
                 out: args.out,
                 source: args.source,
@@ -162,7 +174,6 @@ fn main() -> ExitCode {
 /// Writes the history of the asked points to standard output: a table on a terminal, else
 /// CSV (unless `--format` says).
 fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
-    use std::io::{IsTerminal, Write};
     let request = HistoryRequest {
         out: args.out,
         source: args.source,
@@ -171,22 +182,38 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
         time_values: args.time_value,
     };
     let frame = history(&request)?;
+    let names: Vec<&str> = frame
+        .get_column_names()
+        .into_iter()
+        .map(|n| n.as_str())
+        .collect();
+    print_frame(&frame, names, args.format)
+}
+
+/// `migrate sources`: the sources and signals of an output, as a table on a terminal, else
+/// CSV (unless `--format` says).
+fn print_sources(args: SourcesArgs) -> anyhow::Result<()> {
+    let frame = sources(&args.out)?;
+    print_frame(&frame, SOURCE_COLUMNS.to_vec(), args.format)
+}
+
+/// Writes a frame to standard output: aligned columns on a terminal, else CSV (unless
+/// `format` says).
+fn print_frame(
+    frame: &polars::prelude::DataFrame,
+    names: Vec<&str>,
+    format: Option<HistoryFormat>,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
     let stdout = std::io::stdout();
-    let format = args.format.unwrap_or(match stdout.is_terminal() {
+    let format = format.unwrap_or(match stdout.is_terminal() {
         true => HistoryFormat::Table,
         false => HistoryFormat::Csv,
     });
     let mut out = std::io::BufWriter::new(stdout.lock());
     match format {
-        HistoryFormat::Csv => {
-            let names = frame
-                .get_column_names()
-                .into_iter()
-                .map(|n| n.as_str())
-                .collect();
-            write_rows(&mut out, &frame, names, None, OutputFormat::Csv, "")?
-        }
-        HistoryFormat::Table => write_text_table(&mut out, &frame)?,
+        HistoryFormat::Csv => write_rows(&mut out, frame, names, None, OutputFormat::Csv, "")?,
+        HistoryFormat::Table => write_text_table(&mut out, frame)?,
     }
     out.flush()?;
     Ok(())
@@ -230,7 +257,7 @@ fn with_config(
     args: RunArgs,
     body: impl FnOnce(&Config) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    logging::init(args.verbosity(), args.log_format);
+    logging::init(args.verbosity(), args.log.log_format);
     let config = args.into_config().map_err(UsageError)?;
     interrupt::install();
     body(&config)

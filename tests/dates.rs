@@ -87,8 +87,9 @@ fn dates_are_refused_where_every_backup_is_needed() {
             stderr(&output)
         );
     }
+    // A selection of no backup is wrong input, found before any work: exit 2.
     let none = migrate_in(work.path(), &["extract", "--dates", "20300101.."]);
-    assert_eq!(none.status.code(), Some(1));
+    assert_eq!(none.status.code(), Some(2));
     assert!(
         stderr(&none).contains("has a date in --dates 20300101.."),
         "{}",

@@ -162,7 +162,8 @@ fn two_backups_of_one_date_are_both_named() {
         &format!("{}.gz", name("20200601")),
         &gzip(good_dump().as_bytes()),
     );
-    run(dir.path()).code(1).stderr(
+    // Wrong input, found before any work: exit 2.
+    run(dir.path()).code(2).stderr(
         predicate::str::contains(name("20200601") + " and")
             .and(predicate::str::contains(name("20200601") + ".gz")),
     );

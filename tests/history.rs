@@ -164,13 +164,14 @@ fn a_terminal_table_and_clear_errors() {
         );
         assert!(line[end..].starts_with(' '), "{text}");
     }
-    // A signal with no rows is an error naming it.
+    // A signal the output does not hold is an input error naming it and those it holds.
     migrate()
         .args(["history", "--source", "src", "--signal", "nope", "--out"])
         .arg(&out)
         .assert()
-        .code(1)
-        .stderr(predicates::str::contains("signal nope"));
+        .code(2)
+        .stderr(predicates::str::contains("signal nope"))
+        .stderr(predicates::str::contains("sig, wsig"));
     migrate()
         .args(["history", "--source", "src", "--signal", "sig", "--out"])
         .arg(&out)

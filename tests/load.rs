@@ -356,7 +356,7 @@ fn a_server_stopped_inside_a_date_loses_that_date_only() {
     assert_eq!(server.rows("epidata"), server.rows("reference"));
 }
 
-fn wait_for(flag: &PathBuf, child: &Child) {
+fn wait_for(flag: &Path, child: &Child) {
     for _ in 0..1200 {
         if flag.exists() {
             return;
@@ -401,4 +401,88 @@ fn the_daily_case_loads_only_the_new_dates() {
     );
     server.load_reference(&out);
     assert_eq!(server.rows("epidata"), server.rows("reference"));
+}
+
+/// Every column type of `fixtures/types` (unsigned 64-bit, decimals, bit, enum, set, year,
+/// time, datetime, timestamp, json, emoji text) loads through LOAD DATA as it does through
+/// the SQL files, even from a session in another time zone.
+#[test]
+fn every_type_loads_as_the_sql_files_load_it() {
+    let server = MariaDb::start();
+    let types = root().join("fixtures/types/readings");
+    let first = files_below(&types, "gz").remove(0);
+    let mut dump = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&first).unwrap()),
+        &mut dump,
+    )
+    .unwrap();
+    let plain = server.files_dir().join("first.sql");
+    std::fs::write(&plain, dump).unwrap();
+    server.sql(&format!(
+        "CREATE USER 'loader'@'localhost' IDENTIFIED BY '{PASSWORD}';
+         GRANT ALL ON *.* TO 'loader'@'localhost'; CREATE DATABASE live"
+    ));
+    server.source("live", &plain);
+    // The issues table: the backup's table, with issue and lag, unique on the key and issue.
+    server.sql(
+        "USE live; TRUNCATE readings; ALTER TABLE readings DROP INDEX k, \
+         ADD COLUMN issue int NOT NULL, ADD COLUMN `lag` int NOT NULL, \
+         ADD UNIQUE KEY ki (source, time_type, time_value, item, serial, lot, issue); \
+         CREATE DATABASE reference; CREATE TABLE reference.readings LIKE live.readings",
+    );
+    let url = format!(
+        "mysql://loader:{PASSWORD}@localhost/live?socket={}",
+        server.socket.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    migrate()
+        .arg("--backups")
+        .arg(&types)
+        .arg("--out")
+        .arg(&out)
+        .args(["-q", "--table", "readings", "--database", &url])
+        .args(["--pattern", r"^readings_(?P<date>\d{8})\.sql\.gz$"])
+        .args(["--key", "source,time_type,time_value,item,serial,lot"])
+        .assert()
+        .success();
+    let mut command = load_into(&out);
+    command
+        .args(["--database", &url])
+        .env("TZ", "America/New_York");
+    let (code, text) = run(command);
+    assert_eq!(code, 0, "{text}");
+    for file in files_below(&out.join("issues"), "sql") {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let copy = server.files_dir().join("issues.sql");
+        std::fs::write(&copy, format!("SET time_zone = '-05:00';\n{text}")).unwrap();
+        server.source("reference", &copy);
+    }
+    let columns = "source,time_type,time_value,item,serial,lot,big,sb,i,ui,ti,uti,umi,exact,\
+                   money,whole,wide,f,d,flag,level,tags,y,t,day,dt,ts,j,note,issue,lag";
+    let same: Vec<String> = columns
+        .split(',')
+        .map(|c| format!("a.`{c}` <=> b.`{c}`"))
+        .collect();
+    let unmatched = |a: &str, b: &str| {
+        server.sql(&format!(
+            "SELECT a.* FROM {a}.readings AS a WHERE NOT EXISTS \
+             (SELECT 1 FROM {b}.readings AS b WHERE {})",
+            same.join(" AND ")
+        ))
+    };
+    let count = |db: &str| server.sql(&format!("SELECT COUNT(*) FROM {db}.readings"));
+    assert_ne!(count("reference").trim(), "0");
+    assert_eq!(count("live"), count("reference"));
+    assert_eq!(
+        unmatched("live", "reference"),
+        "",
+        "loaded rows the files do not give"
+    );
+    assert_eq!(
+        unmatched("reference", "live"),
+        "",
+        "rows of the files not loaded"
+    );
 }

@@ -18,12 +18,12 @@ use crate::values::dates::DateSelection;
 #[derive(Debug, Parser)]
 #[command(
     name = "migrate",
-    version,
+    version = VERSION,
     about = "Rebuild the revision history (issues) of a table from its daily SQL backups",
     override_usage = "migrate [OPTIONS] --backups <DIR> --out <DIR>\n       migrate <COMMAND> [OPTIONS]",
-    after_help = "Exit status: 0 success, 1 failure, 2 usage error, 75 the work folder is in \
-                  use by another run, 130 interrupted.",
+    after_help = MAIN_AFTER_HELP,
     args_conflicts_with_subcommands = true,
+    arg_required_else_help = true,
     mut_args(hiding(ONLY_EXTRACT))
 )]
 pub struct Cli {
@@ -33,6 +33,25 @@ pub struct Cli {
     #[command(flatten)]
     pub args: RunArgs,
 }
+
+/// `--version`: the package version and, when built from a git checkout, its commit
+/// (`build.rs` sets `MIGRATE_VERSION`).
+const VERSION: &str = env!("MIGRATE_VERSION");
+
+/// The main help's closing section: examples and exit statuses.
+const MAIN_AFTER_HELP: &str = "\
+Examples (on the sample backups; `cargo run --` or target/debug/migrate in place of migrate):
+  migrate --backups fixtures/backups --out out                 the whole run (resumable)
+  migrate --backups fixtures/backups --out out --dry-run       the plan and its time
+  migrate verify --backups fixtures/backups --out out          prove the output
+  migrate sources --out out                                    what the output holds
+  migrate asof --out out --date 20200603 --source fb-survey    the table as of a date
+  migrate history --out out --source fb-survey --signal smoothed_cli --geo 42003
+  migrate plot --out out --source fb-survey --signal smoothed_cli --geo 42003 --to plot.svg
+  migrate completions bash > ~/.local/share/bash-completion/completions/migrate
+
+Exit status: 0 success, 1 failure, 2 usage or input error (nothing was done), 75 the work \
+folder is in use by another run, 130 interrupted.";
 
 /// Options of the whole run that `extract` does not use: they shape the diff and the
 /// output. Left out of its help and ignored, so that one set of flags serves every stage.
@@ -75,18 +94,32 @@ fn hiding(ignored: &'static [&'static str]) -> impl FnMut(clap::Arg) -> clap::Ar
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Only extract the backups into partitions
-    #[command(mut_args(hiding(EXTRACT_IGNORES)), after_help = STAGE_NOTE)]
+    #[command(
+        mut_args(hiding(EXTRACT_IGNORES)),
+        after_help = STAGE_NOTE,
+        override_usage = "migrate extract [OPTIONS] --backups <DIR> --out <DIR>"
+    )]
     Extract(RunArgs),
     /// Only diff extracted backups and write the output (run `extract` first)
-    #[command(mut_args(hiding(ONLY_EXTRACT)))]
+    #[command(
+        mut_args(hiding(ONLY_EXTRACT)),
+        override_usage = "migrate diff [OPTIONS] --backups <DIR> --out <DIR>"
+    )]
     Diff(RunArgs),
     /// Write the output from the diffs the Spark job computed over the partitions
     /// (scripts/spark/migrate_diff.py), in place of the diff stage
-    #[command(mut_args(hiding(ONLY_EXTRACT)))]
+    #[command(
+        mut_args(hiding(ONLY_EXTRACT)),
+        override_usage = "migrate emit [OPTIONS] --from <DIR> --backups <DIR> --out <DIR>"
+    )]
     Emit(EmitArgs),
     /// Rebuild every backup from the output and compare it with the backup; exit 1 on any
     /// difference
-    #[command(mut_args(hiding(VERIFY_IGNORES)), after_help = VERIFY_NOTE)]
+    #[command(
+        mut_args(hiding(VERIFY_IGNORES)),
+        after_help = VERIFY_NOTE,
+        override_usage = "migrate verify [OPTIONS] --backups <DIR> --out <DIR>"
+    )]
     Verify(RunArgs),
     /// Write the table as it was on a date, or the series at a lag, from the output alone
     Asof(AsofArgs),
@@ -95,9 +128,45 @@ pub enum Command {
     History(HistoryArgs),
     /// Draw the back-fill of a series to SVG: values as of several dates, revisions by lag
     Plot(PlotArgs),
+    /// List the sources and signals an output holds: issue rows, issues, first and last
+    /// issue
+    Sources(SourcesArgs),
     /// Load the output into its live table: date by date, each date in one transaction,
     /// recorded in the database so that a rerun loads only the dates not yet in
     Load(LoadArgs),
+    /// Print a shell completion script (e.g. `migrate completions bash >
+    /// ~/.local/share/bash-completion/completions/migrate`)
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `migrate man > migrate.1; man ./migrate.1`
+    Man,
+}
+
+/// How much is logged, and how: the same flags for every command.
+#[derive(Debug, Args, Clone)]
+pub struct LogArgs {
+    /// Log lines as text or as JSON objects
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log output (-v: per-backup lines under the progress bar, and debug; -vv trace);
+    /// RUST_LOG overrides
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings only, the progress bar kept; -qq errors only)
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl LogArgs {
+    /// The count of `-v` minus the count of `-q`.
+    pub fn verbosity(&self) -> i8 {
+        self.verbose.min(4) as i8 - self.quiet.min(4) as i8
+    }
 }
 
 /// Where the target table lives, and its password.
@@ -106,6 +175,8 @@ pub struct DatabaseArgs {
     /// The target database: mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, with
     /// ?socket=PATH for a Unix socket (the password may also come from --password-file or
     /// MYSQL_PWD)
+    // The help text is clap's: its brackets are no links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
 
@@ -144,17 +215,8 @@ pub struct LoadArgs {
     #[arg(long)]
     pub allow_existing: bool,
 
-    /// Log lines as text or as JSON objects
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// More log output (-v debug, -vv trace); RUST_LOG overrides
-    #[arg(short, long, action = ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Less log output (-q warnings only, -qq errors only)
-    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
-    pub quiet: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +249,23 @@ pub struct PlotArgs {
     /// The SVG file to write
     #[arg(long, value_name = "FILE")]
     pub to: PathBuf,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SourcesArgs {
+    /// The output folder of a migration
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Output format [default: table on a terminal, else csv]
+    #[arg(long, value_enum)]
+    pub format: Option<HistoryFormat>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -208,7 +287,10 @@ pub enum Action {
     Asof(AsofArgs),
     History(HistoryArgs),
     Plot(PlotArgs),
+    Sources(SourcesArgs),
     Load(LoadArgs),
+    Completions(clap_complete::Shell),
+    Man,
 }
 
 impl Cli {
@@ -222,7 +304,10 @@ impl Cli {
             Some(Command::Asof(args)) => Action::Asof(args),
             Some(Command::History(args)) => Action::History(args),
             Some(Command::Plot(args)) => Action::Plot(args),
+            Some(Command::Sources(args)) => Action::Sources(args),
             Some(Command::Load(args)) => Action::Load(args),
+            Some(Command::Completions { shell }) => Action::Completions(shell),
+            Some(Command::Man) => Action::Man,
         }
     }
 }
@@ -259,9 +344,8 @@ pub struct AsofArgs {
     #[arg(long, value_name = "FILE")]
     pub to: Option<PathBuf>,
 
-    /// Less log output
-    #[arg(short, long, action = ArgAction::Count)]
-    pub quiet: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -291,9 +375,8 @@ pub struct HistoryArgs {
     #[arg(long, value_enum)]
     pub format: Option<HistoryFormat>,
 
-    /// Less log output
-    #[arg(short, long, action = ArgAction::Count)]
-    pub quiet: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -494,22 +577,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub fresh: bool,
 
-    /// Log lines as text or as JSON objects
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// More log output (-v debug, -vv trace); RUST_LOG overrides
-    #[arg(short, long, action = ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Less log output (-q warnings only, -qq errors only)
-    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
-    pub quiet: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 impl RunArgs {
     pub fn verbosity(&self) -> i8 {
-        self.verbose.min(4) as i8 - self.quiet.min(4) as i8
+        self.log.verbosity()
     }
 
     /// Checks the flags against each other; the message says what to change.

@@ -2,24 +2,37 @@
 //! key the latest issue row up to that date, minus keys removed by then.
 
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::{anyhow, bail, Result};
-use polars::prelude::{DataFrame, IntoLazy, LazyFrame};
+use polars::prelude::{DataFrame, DataType, IntoLazy, LazyFrame};
 
 use crate::cli::AsofArgs;
+use crate::config::OutputFormat;
+use crate::exit_codes::UsageError;
 use crate::inspect::events::{events_schema, read_events};
 use crate::inspect::lag_view::at_lag;
 use crate::inspect::output::Output;
 use crate::inspect::replay::apply;
 use crate::inspect::row_filter::RowFilter;
+use crate::inspect::sources::{check_signals, check_sources};
 use crate::stages::diff::{read_partition, sort_by_key, text_as_strings};
 use crate::stages::emit::write_rows;
 
 /// Writes the table as of `args.date` (or, with `--lag`, the series at that lag); returns
 /// the number of rows.
 pub fn asof(args: &AsofArgs) -> Result<usize> {
+    if args.format == OutputFormat::Parquet && args.to.is_none() && std::io::stdout().is_terminal()
+    {
+        return Err(UsageError(
+            "--format parquet is binary: write it to a file with --to FILE, or redirect \
+             standard output (> FILE)"
+                .into(),
+        )
+        .into());
+    }
     let output = Output::open(&args.out)?;
+    check_sources(&output, &args.source)?;
     let Output { config, layout, .. } = &output;
     let dates = dates_up_to(&output, args.date, &args.out)?;
     let stems = output.stems(&dates, &args.source)?;
@@ -59,6 +72,13 @@ pub fn asof(args: &AsofArgs) -> Result<usize> {
             (frame, names)
         }
     };
+    if !args.signal.is_empty() {
+        let column = frame.column(signal()?)?.cast(&DataType::String)?;
+        let found: BTreeSet<&str> = column.str()?.iter().flatten().collect();
+        if args.signal.iter().any(|s| !found.contains(s.as_str())) {
+            check_signals(&output, &stems, &args.signal, scratch.path())?;
+        }
+    }
     let frame = text_as_strings(frame)?;
     let mut out: Box<dyn Write> = match &args.to {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),

@@ -12,6 +12,7 @@ use crate::config::layout::{Layout, Time};
 use crate::inspect::events::{issue_and_lag, read_events, REMOVED};
 use crate::inspect::output::Output;
 use crate::inspect::row_filter::RowFilter;
+use crate::inspect::sources::{check_signals, check_sources};
 use crate::stages::diff::{sort_by_key, text_as_strings};
 use crate::stages::extract::file_stem;
 use crate::values::epiweek::{date_from_yyyymmdd, yyyymmdd, Epiweek};
@@ -61,11 +62,14 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
         };
         filter = filter.between(key_name(layout, time_value), low, high);
     }
+    check_sources(&output, std::slice::from_ref(&request.source))?;
     let stem = file_stem(&request.source);
     let dates = dates_to_read(&output, &request.source, request.time_values)?;
     let scratch = output.scratch()?;
     let events = read_events(&output, &stem, &dates, &filter, scratch.path())?;
     if events.height() == 0 {
+        let stems = [stem.clone()].into_iter().collect();
+        check_signals(&output, &stems, request.signal.as_slice(), scratch.path())?;
         bail!(
             "no issues of {} {}{}{}{} in the output",
             key_name(layout, layout.partition),
@@ -88,6 +92,26 @@ pub fn history(request: &HistoryRequest) -> Result<DataFrame> {
     // Stable: the events of one point stay in backup order.
     let events = text_as_strings(sort_by_key(events.lazy(), layout).collect()?)?;
     with_changes(events, layout, request.signal.is_some())
+}
+
+/// `now - before` without binary float noise: rounded to the decimals of the more precise
+/// of the two as they are written (0.3 − 0.2 is 0.1, not 0.09999999999999998).
+pub fn difference(now: f64, before: f64) -> f64 {
+    let decimals = |x: f64| {
+        let text = format!("{x}");
+        match text.contains(['e', 'E']) {
+            true => None,
+            false => Some(text.split_once('.').map_or(0, |(_, d)| d.len())),
+        }
+    };
+    let raw = now - before;
+    match decimals(now).zip(decimals(before)) {
+        Some((a, b)) if a.max(b) <= 15 && raw.is_finite() => {
+            let rounded = format!("{:.*}", a.max(b), raw);
+            rounded.parse().unwrap_or(raw)
+        }
+        _ => raw,
+    }
 }
 
 fn key_name(layout: &Layout, index: usize) -> &str {
@@ -149,7 +173,7 @@ fn with_changes(events: DataFrame, layout: &Layout, one_signal: bool) -> Result<
             (Some(value), true) => value
                 .get(row)
                 .zip(value.get(row - 1))
-                .map(|(now, before)| now - before),
+                .map(|(now, before)| difference(now, before)),
             _ => None,
         };
         changed.push(label);
@@ -219,6 +243,14 @@ fn first_possible_backup((low, high): (i64, i64)) -> Option<chrono::NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differences_carry_no_float_noise() {
+        assert_eq!(difference(0.3, 0.2), 0.1);
+        assert_eq!(difference(1.1244797, 1.05), 0.0744797);
+        assert_eq!(difference(5.0, 2.0), 3.0);
+        assert_eq!(difference(1e300, 1.0), 1e300 - 1.0);
+    }
 
     #[test]
     fn earliest_backup_of_a_range() {

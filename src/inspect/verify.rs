@@ -40,6 +40,8 @@ impl VerifyReport {
 pub fn verify(config: &Config) -> Result<VerifyReport> {
     let paths = Paths::new(config);
     // Verify may extract: it writes to the work folder like a run.
+    // Wrong input (no backups folder, no backups) before the work folder is created.
+    crate::stages::discover::discover(&config.backups, &config.pattern)?;
     let _lock = lock_work_folder(&config.work)?;
     let mut plan = Plan::new(config, &paths)?;
     // The backups are read through their partitions: extract those missing or outdated.

@@ -33,6 +33,8 @@ const SHOWN: usize = 3;
 pub fn verify_database(config: &Config) -> Result<VerifyReport> {
     let url = config.database.as_ref().expect("called with --database");
     let paths = Paths::new(config);
+    // Wrong input (no backups folder, no backups) before the work folder is created.
+    crate::stages::discover::discover(&config.backups, &config.pattern)?;
     let _lock = lock_work_folder(&config.work)?;
     // Every backup is planned (and extracted): whether a weekly row is exact on a date
     // depends on the backup after it. `--dates` only chooses the dates checked.

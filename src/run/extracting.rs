@@ -71,9 +71,7 @@ pub fn extract_pending(plan: &mut Plan, config: &Config, paths: &Paths) -> Resul
                         human((info.sql_bytes as f64 / seconds.max(1e-3)) as u64)
                     )
                 });
-                for line in lines.finished(position, line) {
-                    progress.log(line);
-                }
+                lines.finished(position, line, |line| progress.log(line));
                 (i, result)
             })
             .collect()

@@ -73,7 +73,7 @@ pub fn load(request: &LoadRequest) -> Result<LoadSummary> {
         .into());
     };
     let table = request.table.clone().unwrap_or(saved.target_table.clone());
-    let mut loader = Loader::new(connect(&request.url)?);
+    let mut loader = Loader::new(connect(&request.url)?)?;
     let shown = show_create_table(loader.conn(), &table)?.ok_or_else(|| {
         UsageError(format!(
             "{}: the database has no table `{table}`: create it first (for Epidata, from its \

@@ -27,6 +27,7 @@ use crate::run::schedule::{
 };
 use crate::stages::diff::spark::SparkResult;
 use crate::stages::diff::{bucket_column, combine, diff, on_this_thread, read_diff_input};
+use crate::stages::discover::discover;
 use crate::stages::emit::{write_issues, write_removals, EmitContext};
 use crate::stages::extract::PartitionInfo;
 use crate::values::backfill::{Backfill, Revisions};
@@ -87,6 +88,9 @@ pub struct RunSummary {
 pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     let started = Instant::now();
     let paths = Paths::new(config);
+    // Before anything is created (the work folder, its lock): a missing or empty backups
+    // folder is wrong input, and leaves no trace in an OUT that did not exist.
+    discover(&config.backups, &config.pattern)?;
     if config.target.is_some() {
         // Before anything is removed or written: a table the output cannot load into is a
         // wrong command line, not a failed run.
@@ -123,8 +127,19 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     }
     let mut units_run = 0;
     let mut units_reused = plan.extracts.len() - plan.pending_extracts();
+    // A backup that cannot be extracted (truncated, damaged) does not stop the others, nor
+    // the diffs that do not depend on it: they finish and are recorded, and the run then
+    // fails naming it. After the file is replaced, the rerun does only what is left.
+    let mut broken = None;
     if matches!(stages, Stages::All | Stages::Extract) {
-        units_run += extract_pending(&mut plan, config, &paths)?;
+        let pending = plan.pending_extracts();
+        let extracted = extract_pending(&mut plan, config, &paths);
+        units_run += pending - plan.pending_extracts();
+        match extracted {
+            Ok(_) => {}
+            Err(e) if interrupt::requested() || stages == Stages::Extract => return Err(e),
+            Err(e) => broken = Some(e),
+        }
     } else if plan.pending_extracts() > 0 {
         bail!(
             "{} backup(s) are not extracted (or changed since): run `migrate extract` first",
@@ -142,6 +157,9 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
         let (ran, reused) = diff_all(&plan, config, &paths, spark.as_ref(), &mut records)?;
         units_run += ran;
         units_reused += reused;
+    }
+    if let Some(error) = broken {
+        return Err(after_broken_extracts(error, &plan));
     }
     let mut summary = summarize(&plan, &records, units_run, units_reused, started);
     if stages != Stages::Extract {
@@ -169,6 +187,30 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
         }
     }
     Ok(summary)
+}
+
+/// The error of a run whose extraction failed for some backups, once everything that does
+/// not depend on them is done: the failure, the diffs left waiting, and what to do.
+fn after_broken_extracts(error: anyhow::Error, plan: &Plan) -> anyhow::Error {
+    let missing: Vec<usize> = (0..plan.extracts.len())
+        .filter(|&i| plan.extracts[i].done.is_none())
+        .collect();
+    // A backup's diffs need it and the backup before it.
+    let waiting: Vec<String> = (0..plan.extracts.len())
+        .filter(|i| missing.contains(i) || (i > &0 && missing.contains(&(i - 1))))
+        .map(|i| plan.extracts[i].backup.stamp())
+        .collect();
+    let files: Vec<String> = (missing.iter())
+        .map(|&i| plan.extracts[i].backup.path.display().to_string())
+        .collect();
+    anyhow!(
+        "{error:#}\n{} backup(s) could not be extracted: {}. Every other extract, and the \
+         diffs of every backup but {}, are done and recorded; replace the file(s) and run the \
+         same command again: it does only what is left",
+        files.len(),
+        files.join(", "),
+        waiting.join(", ")
+    )
 }
 
 /// `extract --dates`: one machine's share of the extraction into a work folder that others
@@ -235,9 +277,10 @@ fn diff_all(
 ) -> Result<(usize, usize)> {
     let mut units: Vec<DiffUnit> = Vec::new();
     for index in 0..plan.extracts.len() {
-        let date_units = plan
-            .diff_units(index, config, paths)
-            .expect("every backup is extracted before the diff");
+        // None: this backup, or the one before it, could not be extracted; its diffs wait.
+        let Some(date_units) = plan.diff_units(index, config, paths) else {
+            continue;
+        };
         remove_stale_sources(
             &plan.extracts[index].backup.stamp(),
             &date_units,

@@ -1,5 +1,10 @@
 //! Progress of a stage: a bar when stderr is a terminal, otherwise a log line at most every
 //! few seconds, so logs of long runs show the run is alive without flooding.
+//!
+//! On a terminal the bar is what shows: the per-backup lines ("extracted …", "diffed …")
+//! appear above it only at `-v`, warnings and errors always, and `-q` keeps the bar while
+//! dropping the rest (`-qq` drops the bar too). Every log line is written above the bar on
+//! screen (`above_bar`, which the log writer calls), so the two never tear each other.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +15,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The bar on screen, if any.
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Runs `write` (which writes to stderr) with the bar on screen, if any, lifted out of its
+/// way: the text lands above the bar, which is drawn again below it.
+pub fn above_bar(write: impl FnOnce()) {
+    // A clone (the bar is shared), so that the lock is not held while writing.
+    let shown = SHOWN.lock().map(|bar| bar.clone()).unwrap_or(None);
+    match shown {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
 
 pub struct Progress {
     label: &'static str,
@@ -32,7 +51,8 @@ impl Progress {
     }
 
     fn new(label: &'static str, total: u64, in_bytes: bool) -> Progress {
-        let bar = (std::io::stderr().is_terminal() && tracing::enabled!(tracing::Level::INFO))
+        // Kept at -q (warnings only); errors only (-qq) drops it too.
+        let bar = (std::io::stderr().is_terminal() && tracing::enabled!(tracing::Level::WARN))
             .then(|| {
                 let template = if in_bytes {
                     "{prefix:>8} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
@@ -45,6 +65,9 @@ impl Progress {
                         .expect("the template is valid")
                         .progress_chars("=> "),
                 );
+                if let Ok(mut shown) = SHOWN.lock() {
+                    *shown = Some(bar.clone());
+                }
                 bar
             });
         Progress {
@@ -82,18 +105,28 @@ impl Progress {
         }
     }
 
-    /// Logs a line without tearing the bar.
+    /// Logs a per-item line: off a terminal always (at the info level), above the bar
+    /// only at `-v`, so that on a terminal the bar is what shows.
     pub fn log(&self, message: String) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| info!("{message}")),
-            None => info!("{message}"),
+        if self.bar.is_none() || tracing::enabled!(tracing::Level::DEBUG) {
+            info!("{message}");
         }
     }
 
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+            if let Ok(mut shown) = SHOWN.lock() {
+                *shown = None;
+            }
         }
+    }
+}
+
+impl Drop for Progress {
+    /// A stage that fails leaves no bar behind its error.
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -106,18 +139,17 @@ pub struct InOrder {
 }
 
 impl InOrder {
-    /// Records item `index` as finished with its line (None: nothing to log), and returns
-    /// the lines now due, in order.
-    pub fn finished(&self, index: usize, line: Option<String>) -> Vec<String> {
+    /// Records item `index` as finished with its line (None: nothing to log), and hands
+    /// the lines now due to `emit`, in order. `emit` runs under the lock, so that two
+    /// threads releasing lines at once cannot log them out of order.
+    pub fn finished(&self, index: usize, line: Option<String>, mut emit: impl FnMut(String)) {
         let mut state = self.state.lock().expect("not poisoned");
         let (next, waiting) = &mut *state;
         waiting.insert(index, line);
-        let mut due = Vec::new();
         while let Some(line) = waiting.remove(next) {
-            due.extend(line);
+            line.into_iter().for_each(&mut emit);
             *next += 1;
         }
-        due
     }
 }
 
@@ -128,9 +160,14 @@ mod tests {
     #[test]
     fn lines_come_out_in_item_order() {
         let order = InOrder::default();
-        assert!(order.finished(2, Some("c".into())).is_empty());
-        assert!(order.finished(1, None).is_empty());
-        assert_eq!(order.finished(0, Some("a".into())), ["a", "c"]);
-        assert_eq!(order.finished(3, Some("d".into())), ["d"]);
+        let due = |index, line: Option<&str>| {
+            let mut lines = Vec::new();
+            order.finished(index, line.map(String::from), |l| lines.push(l));
+            lines
+        };
+        assert!(due(2, Some("c")).is_empty());
+        assert!(due(1, None).is_empty());
+        assert_eq!(due(0, Some("a")), ["a", "c"]);
+        assert_eq!(due(3, Some("d")), ["d"]);
     }
 }

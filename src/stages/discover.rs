@@ -4,13 +4,22 @@
 use std::fmt;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use regex::Regex;
 
+use crate::config::DEFAULT_PATTERN;
+use crate::exit_codes::UsageError;
 use crate::values::dates::DateSelection;
 
 pub use crate::values::backup::Backup;
+
+/// Returns a `UsageError` (exit status 2) with a formatted message.
+macro_rules! usage_error {
+    ($($arg:tt)*) => {
+        return Err(UsageError(format!($($arg)*)).into())
+    };
+}
 
 /// Days without a backup between two backups that follow each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +58,21 @@ pub struct Discovery {
 }
 
 /// Lists the backups in `dir`. Every visible file must match `pattern` (whose `date` group,
-/// or else first group, holds `YYYYMMDD`); two files with one date are an error.
+/// or else first group, holds `YYYYMMDD`); two files with one date are an error. The
+/// folder's problems (missing, empty, strangers, two backups of a date) are `UsageError`s:
+/// wrong input, found before anything is written.
 pub fn discover(dir: &Path, pattern: &Regex) -> Result<Discovery> {
+    if !dir.is_dir() {
+        let what = match dir.exists() {
+            true => "is not a folder",
+            false => "does not exist",
+        };
+        return Err(UsageError(format!(
+            "the backups folder {} {what} (--backups DIR: the folder of daily backups)",
+            dir.display()
+        ))
+        .into());
+    }
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list the backups folder {}", dir.display()))?;
     let mut backups = Vec::new();
@@ -71,7 +93,7 @@ pub fn discover(dir: &Path, pattern: &Regex) -> Result<Discovery> {
     }
     if !strangers.is_empty() {
         strangers.sort();
-        bail!(
+        usage_error!(
             "{} file(s) in {} do not look like backups: {}. Move them away, or pass \
              --pattern with a regular expression whose `date` group matches YYYYMMDD \
              (the default is '{}')",
@@ -82,12 +104,16 @@ pub fn discover(dir: &Path, pattern: &Regex) -> Result<Discovery> {
         );
     }
     if backups.is_empty() {
-        bail!("no backups found in {}", dir.display());
+        usage_error!(
+            "no backups found in {}: {}",
+            dir.display(),
+            expected_names(pattern)
+        );
     }
     backups.sort_by(|a, b| a.date.cmp(&b.date).then(a.path.cmp(&b.path)));
     for pair in backups.windows(2) {
         if pair[0].date == pair[1].date {
-            bail!(
+            usage_error!(
                 "two backups have the date {}: {} and {}. Keep one of them",
                 pair[0].stamp(),
                 pair[0].path.display(),
@@ -113,7 +139,7 @@ impl Discovery {
             .filter(|b| dates.contains(b.date))
             .collect();
         if backups.is_empty() {
-            bail!(
+            usage_error!(
                 "no backup in {} has a date in --dates {dates}",
                 dir.display()
             );
@@ -125,16 +151,31 @@ impl Discovery {
     }
 }
 
+/// What the backups' names should look like, for a folder that has none.
+fn expected_names(pattern: &Regex) -> String {
+    match pattern.as_str() == DEFAULT_PATTERN {
+        true => format!(
+            "expected files named like just_covidcast_YYYYMMDD_database.sql.gz (or .sql), \
+             as --pattern '{DEFAULT_PATTERN}' matches; for other names pass --pattern with a \
+             regular expression whose `date` group matches YYYYMMDD"
+        ),
+        false => format!(
+            "no file name matches --pattern '{}' (its `date` group must match YYYYMMDD)",
+            pattern.as_str()
+        ),
+    }
+}
+
 fn date_in_name(name: &str, pattern: &Regex) -> Result<Option<NaiveDate>> {
     let Some(captures) = pattern.captures(name) else {
         return Ok(None);
     };
     let Some(digits) = captures.name("date").or_else(|| captures.get(1)) else {
-        bail!("--pattern '{}' has no `date` group", pattern.as_str());
+        usage_error!("--pattern '{}' has no `date` group", pattern.as_str());
     };
     match NaiveDate::parse_from_str(digits.as_str(), "%Y%m%d") {
         Ok(date) => Ok(Some(date)),
-        Err(_) => bail!(
+        Err(_) => usage_error!(
             "backup {name}: {:?} is not a date (YYYYMMDD); rename the file",
             digits.as_str()
         ),
@@ -241,8 +282,17 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_folder_is_an_error() {
+    fn an_empty_or_missing_folder_is_a_usage_error_that_says_what_to_put_there() {
         let dir = folder(&[]);
-        assert!(discover(dir.path(), &pattern()).is_err());
+        let err = discover(dir.path(), &pattern()).unwrap_err();
+        assert!(err.is::<UsageError>());
+        let text = err.to_string();
+        assert!(
+            text.contains("just_covidcast_YYYYMMDD_database.sql.gz") && text.contains("--pattern"),
+            "{text}"
+        );
+        let err = discover(&dir.path().join("nowhere"), &pattern()).unwrap_err();
+        assert!(err.is::<UsageError>());
+        assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }

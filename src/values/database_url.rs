@@ -137,7 +137,7 @@ fn percent_decode(text: &str) -> Result<String, String> {
             let hex = text
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| "--database: a % in the URL is not followed by two hex digits")?;
+                .ok_or("--database: a % in the URL is not followed by two hex digits")?;
             out.push(hex);
             i += 3;
         } else {

@@ -22,6 +22,7 @@ use crate::inspect::lag_view::at_lag;
 use crate::inspect::output::Output;
 use crate::inspect::replay::apply;
 use crate::inspect::row_filter::RowFilter;
+use crate::inspect::sources::{check_signals, check_sources};
 use crate::stages::diff::{key_exprs, read_partition};
 use crate::stages::extract::file_stem;
 use crate::values::epiweek::{date_from_yyyymmdd, Epiweek};
@@ -114,6 +115,7 @@ pub fn plot(request: &PlotRequest) -> Result<Drawn> {
         (true, false) => output.dates.last().cloned().into_iter().collect(),
         _ => chosen_dates(&output.dates, &request.asof)?,
     };
+    check_sources(&output, std::slice::from_ref(&request.source))?;
     let stem = file_stem(&request.source);
     let scratch = output.scratch()?;
     let wanted = col("signal")
@@ -168,6 +170,13 @@ pub fn plot(request: &PlotRequest) -> Result<Drawn> {
     if lines.iter().map(|l| &l.points).all(no_points)
         && lag_lines.iter().map(|l| &l.points).all(no_points)
     {
+        let stems = [stem.clone()].into_iter().collect();
+        check_signals(
+            &output,
+            &stems,
+            std::slice::from_ref(&request.signal),
+            scratch.path(),
+        )?;
         bail!(
             "no rows of source {}, signal {} and geo {} in the output",
             request.source,
@@ -216,12 +225,34 @@ fn lag_lines(
             ])
             .sort([time_value], SortMultipleOptions::default())
             .collect()?;
+        let mut empty = Vec::new();
         for (index, geo) in request.geo_values.iter().enumerate() {
+            let points = points_of(&rows, geo, time_types)?;
+            if points.is_empty() {
+                empty.push(geo.as_str());
+            }
             lines.push(LagLine {
                 lag,
                 geo: index,
-                points: points_of(&rows, geo, time_types)?,
+                points,
             });
+        }
+        if !empty.is_empty() {
+            let first = events
+                .column("lag")?
+                .as_materialized_series()
+                .min::<i64>()?;
+            tracing::warn!(
+                "--lag {lag}: no row of {} {} for geo {} was issued within lag {lag}{}; its \
+                 series is empty",
+                request.source,
+                request.signal,
+                empty.join(","),
+                match first {
+                    Some(first) => format!(" (its earliest issue is at lag {first})"),
+                    None => String::new(),
+                }
+            );
         }
     }
     Ok(lines)

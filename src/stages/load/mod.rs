@@ -92,7 +92,12 @@ pub struct Loader {
 }
 
 impl Loader {
-    pub fn new(mut conn: Conn) -> Loader {
+    /// A loader on `conn`. The session speaks utf8mb4 and UTC, as the SQL files' own
+    /// preamble sets for a client that runs them (`SET NAMES`, `SET TIME_ZONE` in
+    /// version comments, which the reader skips): the dumps' TIMESTAMP values are UTC.
+    pub fn new(mut conn: Conn) -> Result<Loader> {
+        conn.query_drop("SET NAMES utf8mb4")?;
+        conn.query_drop("SET time_zone = '+00:00'")?;
         let handoff = Arc::new(Mutex::new(Handoff::default()));
         let shared = handoff.clone();
         conn.set_local_infile_handler(Some(LocalInfileHandler::new(move |name, writer| {
@@ -115,7 +120,7 @@ impl Loader {
                 None => Ok(()),
             }
         })));
-        Loader { conn, handoff }
+        Ok(Loader { conn, handoff })
     }
 
     pub fn conn(&mut self) -> &mut Conn {
