@@ -14,23 +14,30 @@ How it computes the diff, with migrate's semantics (README, Semantics):
   - The backups are the `date=YYYYMMDD` folders of the tree that hold a `_partitions.json`
     (extraction renames a folder into place only when it is complete). Each backup is
     compared with the one before it in date order, so a missing day compares across the gap.
-  - Every row of every backup is shuffled once, by the 64-bit fingerprint of its key that
-    extraction stores (`__key_fingerprint`); within a fingerprint its rows are sorted by
+  - Two passes. The first shuffles narrow rows only: the 64-bit fingerprint of the key
+    that extraction stores (`__key_fingerprint`), the backup's index, the key columns and
+    the compared columns, by the fingerprint; within a fingerprint its rows are sorted by
     date, so a row's predecessor (`lag`) is the same key in an earlier backup. The key
     columns are checked afterwards, as migrate's own diff does: when two keys share a
     fingerprint (or files have none), the job runs again by the key columns. The row is
     new (an issue row, `__added`) when that predecessor is missing or is not from the backup
     just before (a key that appears, or comes back after a removal); otherwise it is an
-    issue row when a compared column differs. A row whose successor (`lead`) is not in the
-    next backup is a removal there, with its last values.
+    issue row when a compared column differs (by the values themselves, never a hash of
+    them). A row whose successor (`lead`) is not in the next backup is a removal there,
+    with its last values. What the first pass keeps (the key's fingerprint, the backup,
+    the row's status and its previous `value`: the changes only) is cached, counted, and
+    joined (broadcast when it is small) with the whole rows, read a second time, which
+    are neither shuffled nor sorted until they are issue rows or removals. A backup
+    diffed with none before it (the first) has every row added: all its rows are kept.
   - Compared columns: every column but the id, the key and --ignore-columns. Equality is
     Spark's null-safe `<=>` on the typed Parquet columns: NULL = NULL, NaN = NaN,
     0.0 = -0.0, numbers by value (they were parsed at extraction; Spark reads `bigint
     unsigned` columns as decimal(20,0)), decimals by their canonical text (equal text is
     equal value), other text exactly.
   - A key twice in one backup fails the job with the key and the date, as migrate does.
-Nothing but each backup's small `_partitions.json` is read on the driver; no row is
-collected there.
+The driver reads each backup's small `_partitions.json`, and the first pass's changes pass
+through it when they are broadcast (up to BROADCAST_ROWS of them, a few dozen bytes each);
+no row of the table is collected there.
 
 The result:
   RESULT/output=issues/date=D/*.parquet    issue rows of the backup of D: every column but
@@ -52,14 +59,20 @@ import time
 
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark import StorageLevel
 
 DEFAULT_KEY = "source,signal,time_type,geo_type,time_value,geo_value"
 RECORD = "_partitions.json"
 # What `migrate emit` reads: bump on any change of the layout below.
 RESULT_FORMAT = 1
 # Internal columns; the table's own never start with two underscores.
-DATE, PREVIOUS, NEXT, SELECTED = "__date", "__previous", "__next", "__selected"
+INDEX = "__index"
 BEFORE, AFTER = "__seen_before", "__seen_after"
+ISSUE, REMOVAL, FOUND = "__issue", "__removal", "__found"
+# Pass 1's changes are broadcast to pass 2 (which then shuffles no whole row but the
+# result's) up to this many (about 50 MB on the driver); more are joined by a shuffle of
+# every row read.
+BROADCAST_ROWS = 1_000_000
 ADDED, VALUE, PREVIOUS_VALUE = "__added", "value", "value__old"
 # The key's 64-bit fingerprint that extraction stores in each Parquet partition.
 FINGERPRINT = "__key_fingerprint"
@@ -187,15 +200,16 @@ def plan_pairs(records, selected):
 
 
 def read_rows(spark, partitions, records, pairs, stored):
-    """The rows of the backups of `pairs`, their stored columns, their date and, when every
-    file holds it, the key's fingerprint (`FINGERPRINT`, else no such column)."""
+    """The rows of the backups of `pairs`, their stored columns, the index of their backup
+    in `pairs` (`INDEX`) and, when any file holds it, the key's fingerprint (`FINGERPRINT`,
+    else no such column)."""
     root = partitions.rstrip("/")
     with_rows = [date for date, *_ in pairs if records[date]["rows"] > 0]
     if not with_rows:  # Parquet has no file to take the types from
         table = records[pairs[0][0]]["table"]["columns"]
         schema = ", ".join("`%s` %s" % (c["name"], SPARK_TYPES.get(kind_name(c), "string"))
                            for c in table if c["name"] in stored)
-        return spark.createDataFrame([], schema + ", %s string" % DATE)
+        return spark.createDataFrame([], schema + ", %s int" % INDEX)
     paths = ["%s/date=%s" % (root, d) for d in with_rows]
     frame = spark.read.option("basePath", root).parquet(*paths)
     columns = [F.col("`%s`" % c) for c in stored]
@@ -206,7 +220,23 @@ def read_rows(spark, partitions, records, pairs, stored):
         # the diff then finds keys that differ within one hash and pairs by the key columns.
         columns.append(F.xxhash64(F.col(FINGERPRINT)).alias(FINGERPRINT))
     # Only the columns migrate stores, by name: files may hold more.
-    return frame.select(*columns, F.col("date").cast("string").alias(DATE))
+    dates = [int(date) for date, *_ in pairs]
+    return frame.select(*columns, index_of(F.col("date").cast("int"), dates).alias(INDEX))
+
+
+def index_of(date, dates, low=0):
+    """The index of `date` (an int column) in the sorted `dates`: a tree of comparisons,
+    log2(len(dates)) of them per row."""
+    if len(dates) == 1:
+        return F.lit(low)
+    half = len(dates) // 2
+    return F.when(date < dates[half], index_of(date, dates[:half], low)).otherwise(
+        index_of(date, dates[half:], low + half))
+
+
+def at(values, index, kind):
+    """The element of a literal list by an int column."""
+    return F.element_at(F.array(*[F.lit(v).cast(kind) for v in values]), index + 1)
 
 
 def diff(spark, frame, stored, partition_column, key, ignore, pairs, unsigned=(),
@@ -214,26 +244,41 @@ def diff(spark, frame, stored, partition_column, key, ignore, pairs, unsigned=()
     """The issue rows and removals of the pairs, as one frame with an `output` column;
     `unsigned` columns are written as their digits. Rows are grouped by the key's
     fingerprint when the frame has it (unless `by_fingerprint` is False), else by the key
-    columns; a fingerprint that two keys share then fails the job with `COLLISION`."""
+    columns; a fingerprint that two keys share then fails the job with `COLLISION`.
+
+    Two passes. The first shuffles and sorts narrow rows only (the fingerprint, the backup's
+    index, the compared columns and the key), finds each row's status by its predecessor and
+    successor, and keeps the changes: the candidates, cached and counted. The second reads
+    the whole rows again and keeps those of the candidates by a join (broadcast when they are
+    few), and every row of a diffed backup that has none before it (all of them are added)."""
     if by_fingerprint is None:
         by_fingerprint = FINGERPRINT in frame.columns
     compared = [c for c in stored if c not in key and c not in ignore]
-    schedule = spark.createDataFrame(
-        pairs, "%s string, %s string, %s string, %s boolean" % (DATE, PREVIOUS, NEXT, SELECTED))
+    last = len(pairs) - 1
+    index = F.col(INDEX)
+    # Per backup read, by its index in date order (the backups read are consecutive, so the
+    # one before index i is index i - 1): its date, the next backup's, whether it is diffed,
+    # whether it is diffed with none before it (then every row is an added issue row: only
+    # index 0 can be), and whether the next one is diffed (its removals are rows of this one).
+    date_of = at([date for date, *_ in pairs], index, "string")
+    next_of = at([following for _, _, following, _ in pairs], index, "string")
+    selected = at([chosen for *_, chosen in pairs], index, "boolean")
+    bulk = (index == 0) & F.lit(pairs[0][3] and pairs[0][1] is None)
+    removals = at([i < last and pairs[i + 1][3] for i in range(len(pairs))], index, "boolean")
+    base = frame
     keys = [F.col("`%s`" % k) for k in key]
-    # One bigint to hash, shuffle and sort by instead of the key's columns (text mostly).
-    by_key = Window.partitionBy(F.col(FINGERPRINT) if by_fingerprint else keys).orderBy(DATE)
-    # The same key in the backup before (lag) and after (lead) in the rows read; window
-    # values are columns of their own, as filters cannot hold window functions.
+    # Pass 1: one bigint to hash, shuffle and sort by instead of the key's columns.
+    by_key = Window.partitionBy(F.col(FINGERPRINT) if by_fingerprint else keys).orderBy(INDEX)
     olds = ["__old_%d" % i for i in range(len(compared))]
     checks = ["__key_%d" % i for i in range(len(key))] if by_fingerprint else []
-    rows = (frame.join(F.broadcast(schedule), DATE)
-            .select("*", F.lag(DATE).over(by_key).alias(BEFORE),
-                    F.lead(DATE).over(by_key).alias(AFTER),
-                    *[F.lag("`%s`" % c).over(by_key).alias(o) for c, o in zip(compared, olds)],
-                    *[F.lag("`%s`" % k).over(by_key).alias(o) for k, o in zip(key, checks)]))
+    narrow = base.select(*([FINGERPRINT] if by_fingerprint else []), *keys, INDEX,
+                         *[F.col("`%s`" % c) for c in compared])
+    rows = narrow.select(
+        "*", F.lag(INDEX).over(by_key).alias(BEFORE), F.lead(INDEX).over(by_key).alias(AFTER),
+        *[F.lag("`%s`" % c).over(by_key).alias(o) for c, o in zip(compared, olds)],
+        *[F.lag("`%s`" % k).over(by_key).alias(o) for k, o in zip(key, checks)])
     before, after = F.col(BEFORE), F.col(AFTER)
-    added = F.col(PREVIOUS).isNull() | before.isNull() | (before != F.col(PREVIOUS))
+    added = before.isNull() | (before != index - 1)
     differs = F.lit(False)
     for c, o in zip(compared, olds):
         differs = differs | ~F.col("`%s`" % c).eqNullSafe(F.col(o))
@@ -241,10 +286,12 @@ def diff(spark, frame, stored, partition_column, key, ignore, pairs, unsigned=()
                                    for k in key])
     duplicate = F.raise_error(F.concat(
         F.lit("MIGRATE: the key (%s) = (" % ", ".join(key)), key_text,
-        F.lit(") occurs more than once in the backup of "), F.col(DATE),
+        F.lit(") occurs more than once in the backup of "), date_of,
         F.lit("; the key must identify one row (pass --key with the table's unique key)")))
-    is_issue = (F.when(before == F.col(DATE), duplicate)
-                .otherwise(F.col(SELECTED) & (added | differs)))
+    is_issue = selected & ~bulk & (added | differs)
+    is_removal = removals & (after.isNull() | (after != index + 1))
+    # Every row is checked (the errors first), then kept when it is a change.
+    keep = F.when(before == index, duplicate).otherwise(is_issue | is_removal)
     if by_fingerprint:
         # The key columns checked afterwards, as the local diff does: a row whose fingerprint
         # the row before it shares has its key. Two keys of one hash (or files without
@@ -253,30 +300,50 @@ def diff(spark, frame, stored, partition_column, key, ignore, pairs, unsigned=()
         for k, o in zip(key, checks):
             same_key = same_key & F.col("`%s`" % k).eqNullSafe(F.col(o))
         collision = before.isNotNull() & ~same_key
-        is_issue = F.when(collision, F.raise_error(F.lit(COLLISION))).otherwise(is_issue)
-    is_removal = F.col(NEXT).isNotNull() & (after.isNull() | (after != F.col(NEXT)))
+        keep = F.when(collision, F.raise_error(F.lit(COLLISION))).otherwise(keep)
+    own = [FINGERPRINT] if by_fingerprint else key
+    match = ["__match_%d" % i for i in range(len(own))]
+    found = [F.col("`%s`" % c).alias(m) for c, m in zip(own, match)]
+    carried = [is_issue.alias(ISSUE), is_removal.alias(REMOVAL), added.alias(ADDED)]
+    if VALUE in compared:
+        carried.append(F.col(olds[compared.index(VALUE)]).alias(PREVIOUS_VALUE))
+    cached = (rows.where(keep).select(*found, F.col(INDEX).alias(FOUND), *carried)
+              .persist(StorageLevel.MEMORY_AND_DISK))
+    try:
+        count = cached.count()  # runs pass 1: its errors raise here
+    except Exception:
+        cached.unpersist()
+        raise
+    candidates = F.broadcast(cached) if count <= BROADCAST_ROWS else cached
+    # Pass 2: the whole rows of the candidates, and of the bulk backups. Keys may be NULL;
+    # a fingerprint's hash never is.
+    on = [F.col(FINGERPRINT) == F.col(match[0])] if by_fingerprint else [
+        F.col("`%s`" % c).eqNullSafe(F.col(m)) for c, m in zip(own, match)]
+    joined = base.join(candidates, on + [index == F.col(FOUND)], "left_outer")
+    issue = bulk | F.coalesce(F.col(ISSUE), F.lit(False))
+    removal = F.coalesce(F.col(REMOVAL), F.lit(False))
     # A row can be an issue row of its backup and a removal from the next backup: the rows
     # that are either are kept, then each once per output it belongs to.
-    diffed = sorted({date for date, _, _, chosen in pairs if chosen})
-    removal = is_removal & F.col(NEXT).isin(diffed)
-    outputs = F.filter(F.array(F.when(is_issue, F.lit("issues")),
+    outputs = F.filter(F.array(F.when(issue, F.lit("issues")),
                                F.when(removal, F.lit("removals"))), lambda o: o.isNotNull())
     as_issue = F.col("output") == "issues"
+    new = bulk | F.col(ADDED)
     columns = [F.col("`%s`" % c).cast("string").alias(c) if c in unsigned else F.col("`%s`" % c)
-               for c in stored] + [F.when(as_issue, F.col(ADDED)).alias(ADDED)]
+               for c in stored] + [F.when(as_issue, new).alias(ADDED)]
     if VALUE in compared:
-        old_value = F.col(olds[compared.index(VALUE)])
+        old_value = F.col(PREVIOUS_VALUE)
         if VALUE in unsigned:
             old_value = old_value.cast("string")
-        columns.append(F.when(as_issue & ~F.col(ADDED), old_value).alias(PREVIOUS_VALUE))
-    both = (rows.select("*", F.explode(outputs).alias("output"), added.alias(ADDED))
+        columns.append(F.when(as_issue & ~new, old_value).alias(PREVIOUS_VALUE))
+    both = (joined.where(issue | removal)
+            .select("*", F.explode(outputs).alias("output"))
             .select(*columns,
-                    F.when(as_issue, F.col(DATE)).otherwise(F.col(NEXT)).alias("date"),
+                    F.when(as_issue, date_of).otherwise(next_of).alias("date"),
                     "output"))
     # One task per (output, date, source) group, sorted by source: `migrate emit` reads a
     # source of a date by the statistics of the files' row groups.
     return (both.repartition("output", "date", partition_column)
-            .sortWithinPartitions("output", "date", partition_column))
+            .sortWithinPartitions("output", "date", partition_column)), cached
 
 
 def job_record(records, pairs, key, ignore, stored, partition_column):
@@ -301,14 +368,14 @@ def run(spark, partitions, result, key, ignore, dates=None):
     rows = read_rows(spark, partitions, records, pairs, stored)
     unsigned = unsigned_columns(records[pairs[0][0]])
     try:
-        write(diff(spark, rows, stored, partition_column, key, ignore, pairs, unsigned), result)
+        write(spark, rows, stored, partition_column, key, ignore, pairs, unsigned, result)
     except Collision:
         # Two keys share a fingerprint (about one series in 10^5 of 30 M keys), or some
         # files have none: the whole diff again, by the key columns.
         print("two keys share a fingerprint's hash: diffing again by the key columns",
               file=sys.stderr)
-        write(diff(spark, rows, stored, partition_column, key, ignore, pairs, unsigned,
-                   by_fingerprint=False), result)
+        write(spark, rows, stored, partition_column, key, ignore, pairs, unsigned, result,
+              by_fingerprint=False)
     record = json.dumps(job_record(records, pairs, key, ignore, stored, partition_column))
     (spark.createDataFrame([(record,)], "value string").coalesce(1)
      .write.mode("overwrite").text(result.rstrip("/") + "/_job"))
@@ -319,10 +386,14 @@ class Collision(Exception):
     """A key fingerprint that two keys share: the diff runs again by the key columns."""
 
 
-def write(frame, result):
-    """Writes the diff's rows as the result's Parquet; a failure of our own raises JobError
-    with its message, or Collision."""
+def write(spark, rows, stored, partition_column, key, ignore, pairs, unsigned, result,
+          by_fingerprint=None):
+    """Computes the diff and writes its rows as the result's Parquet; a failure of our own
+    raises JobError with its message, or Collision."""
+    candidates = None
     try:
+        frame, candidates = diff(spark, rows, stored, partition_column, key, ignore, pairs,
+                                 unsigned, by_fingerprint)
         (frame.drop(FINGERPRINT).write.mode("overwrite").option("compression", "zstd")
          .partitionBy("output", "date").parquet(result))
     except Exception as error:  # a Py4J or Spark error: find our own message in it
@@ -333,6 +404,9 @@ def write(frame, result):
             message = text.split("MIGRATE: ", 1)[1].split("\n", 1)[0].split(" SQLSTATE")[0]
             raise JobError(message.rstrip(" .'\"") + ".") from None
         raise
+    finally:
+        if candidates is not None:
+            candidates.unpersist()
 
 
 def names(text):
