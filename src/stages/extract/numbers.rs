@@ -21,19 +21,36 @@ pub(super) fn is_decimal(bytes: &[u8]) -> bool {
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
 }
 
-/// The integer `bytes` spells, if it is one that fits in 64 bits.
+/// The integer `bytes` spells, if it is one that fits in 64 bits. One pass: each byte is
+/// checked as it is added (a separate `is_integer` pass first cost a second read of every
+/// integer of a backup).
 pub(super) fn parse_integer(bytes: &[u8]) -> Option<i64> {
-    if !is_integer(bytes) {
-        return None;
-    }
     let (negative, digits) = match bytes.strip_prefix(b"-") {
         Some(digits) => (true, digits),
         None => (false, bytes),
     };
-    // Accumulated negative: i64::MIN has no positive twin.
+    if digits.is_empty() {
+        return None;
+    }
+    // Up to 18 digits cannot overflow: no checks but the digits'. Accumulated negative:
+    // i64::MIN has no positive twin.
     let mut value: i64 = 0;
-    for &d in digits {
-        value = value.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    if digits.len() <= 18 {
+        for &d in digits {
+            let digit = d.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            value = value * 10 - i64::from(digit);
+        }
+    } else {
+        for &d in digits {
+            let digit = d.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            value = value.checked_mul(10)?.checked_sub(i64::from(digit))?;
+        }
     }
     if negative {
         Some(value)
@@ -58,7 +75,16 @@ pub(super) fn parse_unsigned(bytes: &[u8]) -> Option<u64> {
 /// The double `bytes` spells, correctly rounded. `fast_float2` is about twice as fast as the
 /// standard library's parser and rounds the same way (both are exact); anything it refuses
 /// goes to the standard parser, so what is accepted is never less than before.
+/// A finite result needs no check of the spelling first: `fast_float2` gives one only for
+/// digits with a sign, a point and an exponent, which `is_decimal` accepts; only `inf`,
+/// `nan` (which are not SQL numbers) and overflows (`1e400`, which is) give other results,
+/// and those are checked as before.
 pub(super) fn parse_decimal(bytes: &[u8]) -> Option<f64> {
+    if let Ok(value) = fast_float2::parse::<f64, _>(bytes) {
+        if value.is_finite() {
+            return Some(value);
+        }
+    }
     if !is_decimal(bytes) {
         return None;
     }
