@@ -358,8 +358,10 @@ mod tests {
             table_index: vec![1, 2, 3, 4, 5],
             table_width: 6,
             partition: 0,
-            time_type: 0,
-            time_value: 1,
+            time: crate::config::layout::Time::Typed {
+                time_type: 0,
+                time_value: 1,
+            },
         }
     }
 
