@@ -106,7 +106,7 @@ fn asof_in_parts_writes_what_a_whole_asof_does() {
                 "--date",
                 "20200606",
                 "--signal",
-                "smoothed_wili,cli",
+                "smoothed_wili,smoothed_adj_cli",
             ],
         ] {
             let args = [question, &["--format", format]].concat();
