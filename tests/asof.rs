@@ -117,3 +117,44 @@ fn asof_in_parts_writes_what_a_whole_asof_does() {
         }
     }
 }
+
+/// Output Parquet (a run's issues and removals, and `asof --format parquet`) declares plain
+/// Arrow types, `large_string` for text, not the `string_view` that readers from before
+/// Arrow 16 (pyarrow, pandas 1.x, Spark 3) cannot read: its schema, as pyarrow reads it,
+/// holds no view type.
+#[test]
+fn output_parquet_has_no_view_types() {
+    let out = tempfile::tempdir().unwrap();
+    migrate_fixtures(out.path(), &["--format", "parquet"]);
+    migrate()
+        .args([
+            "asof", "-q", "--date", "20200603", "--format", "parquet", "--out",
+        ])
+        .arg(out.path())
+        .arg("--to")
+        .arg(out.path().join("asof.parquet"))
+        .assert()
+        .success();
+    let script = r#"
+import pathlib, sys
+import pyarrow.parquet as pq
+root = pathlib.Path(sys.argv[1])
+for path in sorted(root.rglob("*.parquet")):
+    if ".work" in path.parts:
+        continue
+    schema = pq.read_schema(path)
+    print(path.relative_to(root), ";".join(f"{f.name}:{f.type}" for f in schema))
+"#;
+    let schemas = run_python(script, out.path());
+    let files: Vec<&str> = schemas.lines().collect();
+    assert!(
+        files.iter().any(|f| f.starts_with("asof.parquet ")),
+        "{schemas}"
+    );
+    assert!(files.iter().any(|f| f.contains("removals")), "{schemas}");
+    assert!(files.len() > 5, "{schemas}");
+    for file in files {
+        assert!(!file.contains("view"), "a view type: {file}");
+        assert!(file.contains("source:large_string"), "{file}");
+    }
+}
