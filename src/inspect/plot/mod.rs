@@ -1,8 +1,8 @@
 //! `migrate plot`: the back-fill of chosen series, drawn from the output alone. The upper
 //! panel shows the values over `time_value` as they looked at several as-of dates (one
 //! colour per geo, one shade of it per date, the newest a full-colour band beneath the
-//! older lines); the lower one the
-//! revisions' sizes by lag, as density (darker where more) with their percentiles per lag.
+//! older lines); the lower one the revisions' sizes by lag, as density (darker where more)
+//! with their percentiles per lag.
 //! The look (colours, shades, legend) is in `style.rs`, the revision grid in
 //! `revisions.rs`.
 
