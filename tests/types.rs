@@ -511,11 +511,14 @@ fn a_table_without_time_columns_is_split_by_its_key_fingerprint() {
         .collect();
     assert_eq!(text.matches("\n('s").count(), 4000 / 7 + 1, "{text}");
     // Parquet partitions: split by the key fingerprint, the same bytes.
-    let log = run("split", &["--memory-limit", "1"]);
+    let log = run("split", &["--max-part-rows", "500"]);
     assert!(log.contains("split into"), "nothing was split: {log}");
     assert_same_output(&dir.path().join("split"), &reference, &[]);
     // CSV partitions of a key without an integer column: not split, said so.
-    let log = run("csv", &["--memory-limit", "1", "--partition-format", "csv"]);
+    let log = run(
+        "csv",
+        &["--max-part-rows", "500", "--partition-format", "csv"],
+    );
     assert!(log.contains("cannot be split"), "{log}");
     assert_same_output(&dir.path().join("csv"), &reference, &[]);
 }
