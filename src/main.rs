@@ -2,7 +2,9 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use migrate::cli::{Action, Cli, HistoryArgs, HistoryFormat, LoadArgs, RunArgs, SourcesArgs};
+use migrate::cli::{
+    Action, Cli, HistoryArgs, HistoryFormat, LoadArgs, PlotArgs, RunArgs, SourcesArgs,
+};
 use migrate::config::Stages;
 use migrate::config::{Config, OutputFormat};
 use migrate::exit_codes::{ExitStatus, UsageError};
@@ -140,23 +142,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from),
         Action::Plot(args) => {
             logging::init(args.log.verbosity(), args.log.log_format);
-            let request = PlotRequest {
-                out: args.out,
-                source: args.source,
-                signal: args.signal,
-                geo_values: args.geo,
-                asof: args.asof,
-                lags: args.lag,
-                to: args.to,
-            };
-            plot(&request).map(|drawn| {
-                println!(
-                    "{}: {} lines, {} revisions",
-                    request.to.display(),
-                    drawn.lines,
-                    drawn.revisions
-                )
-            })
+            draw_plot(args)
         }
     };
     match result {
@@ -185,8 +171,8 @@ fn main() -> ExitCode {
 fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
     let request = HistoryRequest {
         out: args.out,
-        source: args.source,
-        signal: args.signal,
+        sources: args.source,
+        signals: args.signal,
         geo_values: args.geo,
         time_values: args.time_value,
         memory_limit: args.memory_limit,
@@ -213,6 +199,38 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
             print_frame(&frame, names, HistoryFormat::Table)
         }
     }
+}
+
+/// `migrate plot`: one source's signal, drawn to SVG. `--source` and `--signal` are lists
+/// as in `asof` and `history`, of exactly one value each.
+fn draw_plot(args: PlotArgs) -> anyhow::Result<()> {
+    let one = |option: &str, values: Vec<String>| match <[String; 1]>::try_from(values) {
+        Ok([value]) => Ok(value),
+        Err(values) => Err(UsageError(format!(
+            "plot draws one source and one signal (its axis shows one signal's values); \
+             {option} {} names {}: draw each on its own, or list them with `migrate history` \
+             or `migrate asof`",
+            values.join(","),
+            values.len()
+        ))),
+    };
+    let request = PlotRequest {
+        out: args.out,
+        source: one("--source", args.source)?,
+        signal: one("--signal", args.signal)?,
+        geo_values: args.geo,
+        asof: args.asof,
+        lags: args.lag,
+        to: args.to,
+    };
+    let drawn = plot(&request)?;
+    println!(
+        "{}: {} lines, {} revisions",
+        request.to.display(),
+        drawn.lines,
+        drawn.revisions
+    );
+    Ok(())
 }
 
 /// `migrate sources`: the sources and signals of an output, as a table on a terminal, else

@@ -367,3 +367,51 @@ fn a_history_in_parts_is_the_whole_history() {
         assert_eq!(parts, whole, "{source} {signal}");
     }
 }
+
+/// `--source` and `--signal` take comma-separated lists, as `asof`'s do: the history of
+/// several is each one's history in turn (sources in order), with a `source` column when
+/// more than one source is asked and a `signal` column unless exactly one signal is; the
+/// same whole or in parts.
+#[test]
+fn lists_of_sources_and_signals() {
+    let out = tempfile::tempdir().unwrap();
+    migrate_fixtures(out.path(), &[]);
+    let sources = ["doctor-visits", "fb-survey"];
+    let signals = ["smoothed_cli", "smoothed_wili"];
+    let both = ["--source", "fb-survey,doctor-visits", "--signal"];
+    let listed = history(
+        out.path(),
+        &[&both[..], &["smoothed_wili,smoothed_cli"]].concat(),
+    );
+    assert_eq!(listed.header[..2], ["source", "signal"]);
+    let mut expected = Vec::new();
+    for source in sources {
+        // One source, no signal: every signal of it, with a `signal` column.
+        let one = history(out.path(), &["--source", source]);
+        assert_eq!(one.header[0], "signal");
+        assert_eq!(one.header[1..], listed.header[2..]);
+        for row in one.rows {
+            if signals.contains(&row[0].as_deref().unwrap()) {
+                let source = Some(source.to_string());
+                expected.push([&[source][..], &row[..]].concat());
+            }
+        }
+    }
+    assert!(expected.len() > 10);
+    assert_eq!(listed.rows, expected);
+    let parts = history(
+        out.path(),
+        &[
+            &both[..],
+            &["smoothed_cli,smoothed_wili", "--max-part-rows", "3"],
+        ]
+        .concat(),
+    );
+    assert_eq!(parts, listed);
+    // One signal of two sources: a `source` column, no `signal` column.
+    let one_signal = history(
+        out.path(),
+        &[&both[..2], &["--signal", "smoothed_cli"]].concat(),
+    );
+    assert_eq!(one_signal.header[..2], ["source", "time_type"]);
+}

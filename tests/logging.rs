@@ -73,6 +73,56 @@ fn json_logs_are_one_object_per_line() {
     }
 }
 
+/// With `--log-format json`, the per-backup and (at `-v`) per-unit lines carry what their
+/// message says as fields a log system can filter on: the event, the date, the source of a
+/// unit, the rows and counts.
+#[test]
+fn json_log_lines_carry_their_numbers_as_fields() {
+    let data = tempfile::tempdir().unwrap();
+    write_series(data.path(), 3, 2, &[]);
+    let out = tempfile::tempdir().unwrap();
+    let output = run(
+        data.path(),
+        out.path(),
+        &["--log-format", "json", "-v"],
+        None,
+    );
+    let fields: Vec<serde_json::Value> = String::from_utf8(output.stderr)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["fields"].clone())
+        .collect();
+    let of = |event: &str, per_unit: bool| -> Vec<&serde_json::Value> {
+        (fields.iter())
+            .filter(|f| f["event"] == event && f["source"].is_string() == per_unit)
+            .collect()
+    };
+    let extracted = of("extracted", false);
+    assert_eq!(extracted.len(), 3, "{fields:#?}");
+    for line in &extracted {
+        let date = line["date"].as_str().unwrap();
+        assert!(line["message"].as_str().unwrap().contains(date), "{line}");
+        assert!(line["rows"].as_u64().unwrap() > 0, "{line}");
+        assert!(line["sql_bytes"].as_u64().unwrap() > 0, "{line}");
+    }
+    // A line per backup diffed, and at -v one per unit (backup and source).
+    let diffed = of("diffed", false);
+    assert_eq!(diffed.len(), 3, "{fields:#?}");
+    let units = of("diffed", true);
+    let sources: u64 = diffed.iter().map(|d| d["sources"].as_u64().unwrap()).sum();
+    assert_eq!(units.len() as u64, sources, "{fields:#?}");
+    for backup in &diffed {
+        let date = &backup["date"];
+        let of_date: Vec<_> = units.iter().filter(|u| &u["date"] == date).collect();
+        assert_eq!(backup["sources"], of_date.len(), "{backup}");
+        for count in ["rows", "added", "changed", "removed"] {
+            let sum: u64 = of_date.iter().map(|u| u[count].as_u64().unwrap()).sum();
+            assert_eq!(backup[count], sum, "{count}: {backup}");
+        }
+    }
+    assert!(units.iter().any(|u| u["added"].as_u64() > Some(0)));
+}
+
 #[test]
 fn the_summary_is_printed_and_saved() {
     let data = tempfile::tempdir().unwrap();

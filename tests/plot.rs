@@ -324,3 +324,89 @@ fn series_at_lags_are_drawn_against_the_latest_values() {
         .success()
         .stdout(predicates::str::contains(": 3 lines, "));
 }
+
+/// Backups of one daily series from 2020-03-01 to the day before each backup (2020-11-27 to
+/// 2020-11-29), its last week revised in every backup: a real series' shape, months long.
+fn write_long_series(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 3, 1).unwrap();
+    for (version, day) in [27, 28, 29].into_iter().enumerate() {
+        let backup = chrono::NaiveDate::from_ymd_opt(2020, 11, day).unwrap();
+        let mut sql = String::from(
+            "CREATE TABLE `covidcast` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  \
+             `source` varchar(32) NOT NULL,\n  `signal` varchar(64) NOT NULL,\n  \
+             `time_type` varchar(12) NOT NULL,\n  `geo_type` varchar(12) NOT NULL,\n  \
+             `time_value` int(11) NOT NULL,\n  `geo_value` varchar(12) NOT NULL,\n  \
+             `value_updated_timestamp` int(11) NOT NULL,\n  `value` double DEFAULT NULL,\n  \
+             `stderr` double DEFAULT NULL,\n  `sample_size` double DEFAULT NULL,\n  \
+             `direction_updated_timestamp` int(11) NOT NULL,\n  `direction` int(11) DEFAULT NULL,\n  \
+             PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\nINSERT INTO `covidcast` VALUES ",
+        );
+        let rows: Vec<String> = (start.iter_days().take_while(|d| *d < backup))
+            .enumerate()
+            .map(|(i, d)| {
+                let age = (backup - d).num_days();
+                let revised = if age <= 7 { version as f64 * 3.0 } else { 0.0 };
+                let value = 50.0 + (i as f64 / 9.0).sin() * 20.0 + revised;
+                format!(
+                    "({},'src','sig','day','county',{},'42003',1,{value},NULL,NULL,1,NULL)",
+                    i + 1,
+                    d.format("%Y%m%d")
+                )
+            })
+            .collect();
+        sql += &rows.join(",");
+        sql += ";\n";
+        let name = format!("just_covidcast_{}_database.sql", backup.format("%Y%m%d"));
+        std::fs::write(dir.join(name), sql).unwrap();
+    }
+}
+
+/// A series months long: the time axis ticks on month starts, not on days an even split
+/// happens to fall on; the newest as-of line is a translucent band drawn first, under the
+/// older lines, so that where they coincide (all but the revised end) they still show.
+#[test]
+fn month_ticks_and_older_lines_over_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    write_long_series(&backups);
+    let out = dir.path().join("out");
+    migrate()
+        .arg("--backups")
+        .arg(&backups)
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    let svg = out.join("long.svg");
+    plot(
+        &out,
+        &["--source", "src", "--signal", "sig", "--geo", "42003"],
+        &svg,
+    );
+    let elements = elements(&std::fs::read_to_string(&svg).unwrap());
+    let is_date = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}$").unwrap();
+    let legend = ["2020-11-27", "2020-11-28", "2020-11-29"];
+    let ticks: Vec<&str> = (elements.iter())
+        .filter(|e| e.tag == "text" && is_date.is_match(&e.text))
+        .map(|e| e.text.as_str())
+        .filter(|t| !legend.contains(t))
+        .collect();
+    assert!(ticks.len() >= 4, "{ticks:?}");
+    assert!(ticks.iter().all(|t| t.ends_with("-01")), "{ticks:?}");
+    // The data lines: the newest (its legend swatch's colour) first and translucent, the
+    // older after it, opaque.
+    let newest = swatches_before(&elements, "2020-11-29")[0].clone();
+    let lines: Vec<&Element> = (elements.iter())
+        .filter(|e| e.tag == "polyline" && e.attr("points").split_whitespace().count() > 100)
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0].attr("stroke"), newest);
+    assert!(lines[0].number("opacity") < 1.0, "{:?}", lines[0]);
+    assert!(lines[0].number("stroke-width") > lines[1].number("stroke-width"));
+    for older in &lines[1..] {
+        assert_ne!(older.attr("stroke"), newest);
+        assert!(matches!(older.attr("opacity"), "" | "1"), "{older:?}");
+    }
+}

@@ -280,6 +280,23 @@ fn input_errors_exit_2_name_what_exists_and_create_nothing() {
         ]),
         &mut transcript,
     );
+    // Lists, as `asof` and `history` take them, of one value each.
+    run(
+        args(&[
+            "plot",
+            "--out",
+            &out_arg,
+            "--source",
+            "fb-survey,jhu-csse",
+            "--signal",
+            "smoothed_cli",
+            "--geo",
+            "42003",
+            "--to",
+            "plot.svg",
+        ]),
+        &mut transcript,
+    );
     run(
         args(&["sources", "--out", &out_arg, "--format", "csv"]),
         &mut transcript,

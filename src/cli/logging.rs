@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
-use crate::run::progress::above_bar;
+use crate::run::progress::{above_bar, log_fields};
 
 /// `verbosity` is the count of `-v` minus the count of `-q`.
 pub fn init(verbosity: i8, format: LogFormat) {
@@ -22,6 +22,7 @@ pub fn init(verbosity: i8, format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(|| AboveBar(Vec::new()))
         .with_target(false);
+    log_fields(format == LogFormat::Json);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),

@@ -117,8 +117,8 @@ pub enum Command {
     Verify(RunArgs),
     /// Write the table as it was on a date, or the series at a lag, from the output alone
     Asof(AsofArgs),
-    /// List every issue of some points of one signal, with lag and change, from the output
-    /// alone
+    /// List every issue of some points (of some sources and signals), with lag and change,
+    /// from the output alone
     History(HistoryArgs),
     /// Draw the back-fill of a series to SVG: values as of several dates, revisions by lag
     Plot(PlotArgs),
@@ -219,13 +219,14 @@ pub struct PlotArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// The source of the series to draw
-    #[arg(long)]
-    pub source: String,
+    /// The source of the series to draw (one: a list, comma-separated as in `asof` and
+    /// `history`, is refused, as one axis shows one signal's values)
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub source: Vec<String>,
 
-    /// The signal of the series to draw
-    #[arg(long)]
-    pub signal: String,
+    /// The signal of the series to draw (one, as --source)
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub signal: Vec<String>,
 
     /// Geo values to draw (comma-separated)
     #[arg(long, value_delimiter = ',', required = true)]
@@ -359,13 +360,15 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// The source of the points (the value of --partition-column)
-    #[arg(long)]
-    pub source: String,
+    /// The sources of the points (values of --partition-column, comma-separated); with
+    /// more than one, a `source` column tells them apart
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub source: Vec<String>,
 
-    /// The signal of the points [default: every row of the source]
-    #[arg(long)]
-    pub signal: Option<String>,
+    /// Only these signals (comma-separated) [default: every row of the sources]; unless
+    /// exactly one, a `signal` column tells them apart
+    #[arg(long, value_delimiter = ',')]
+    pub signal: Vec<String>,
 
     /// Only these geo values (comma-separated) [default: all]
     #[arg(long, value_delimiter = ',')]

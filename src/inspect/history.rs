@@ -1,7 +1,7 @@
-//! `migrate history`: how some numbers were revised. Every issue of the chosen points of one
-//! source (of one signal), from the output alone, in order: the point's key, `issue`, `lag`, the compared
-//! columns, and what changed since the point's previous issue. Removals are listed too, as
-//! they end a point's run of issues.
+//! `migrate history`: how some numbers were revised. Every issue of the chosen points of some
+//! sources (of some signals), from the output alone, in order: the point's key, `issue`,
+//! `lag`, the compared columns, and what changed since the point's previous issue. Removals
+//! are listed too, as they end a point's run of issues.
 
 use std::path::PathBuf;
 
@@ -23,10 +23,10 @@ use crate::values::epiweek::{date_from_yyyymmdd, yyyymmdd, Epiweek};
 /// The points to list.
 pub struct HistoryRequest {
     pub out: PathBuf,
-    /// The value of the partition column (`source` in Epidata's tables).
-    pub source: String,
-    /// Only this signal (the key's `signal` column); None: every row of the source.
-    pub signal: Option<String>,
+    /// Values of the partition column (`source` in Epidata's tables); at least one.
+    pub sources: Vec<String>,
+    /// Only these signals (the key's `signal` column); empty: every row of the sources.
+    pub signals: Vec<String>,
     /// Geo values; empty: all.
     pub geo_values: Vec<String>,
     /// An inclusive range of `time_value`, as stored (YYYYMMDD or YYYYWW); None: all.
@@ -70,19 +70,20 @@ pub const CHANGED: &str = "changed";
 /// `value` minus its value in the previous issue (NULL when either is NULL).
 pub const VALUE_CHANGE: &str = "value_change";
 
-/// The history: the key columns but the source (and the signal, when one is asked),
-/// `issue`, `lag` (with a time column), the compared columns, `CHANGED` and (for a table
-/// with a compared double `value`) `VALUE_CHANGE`; sorted by point, then backup. Text
-/// columns are strings. When the source's issue rows would not fit the memory budget, the
-/// points are read in buckets of `time_value` (or another integer key column; a point's
-/// events all fall in one), each bucket's history sorted into a part, and the parts merged.
+/// The history: the key columns but the source (kept when more than one is asked) and the
+/// signal (kept unless exactly one is asked), `issue`, `lag` (with a time column), the
+/// compared columns, `CHANGED` and (for a table with a compared double `value`)
+/// `VALUE_CHANGE`; sorted by source, point, then backup. Text columns are strings. When the
+/// sources' issue rows would not fit the memory budget at once, each source's points are
+/// read in buckets of `time_value` (or another integer key column; a point's events all
+/// fall in one), each bucket's history sorted into a part, and the parts merged.
 pub fn history(request: &HistoryRequest) -> Result<History> {
     let output = Output::open(&request.out)?;
     let budget = budget_of(request.memory_limit)?;
     let layout = &output.layout;
     let key = layout.key_names();
     let asked = [
-        ("signal", "--signal", request.signal.is_some()),
+        ("signal", "--signal", !request.signals.is_empty()),
         ("geo_value", "--geo", !request.geo_values.is_empty()),
     ];
     for (needed, option, given) in asked {
@@ -90,8 +91,11 @@ pub fn history(request: &HistoryRequest) -> Result<History> {
             bail!("{option} needs a `{needed}` column in the key");
         }
     }
+    if request.sources.is_empty() {
+        bail!("history needs at least one --source");
+    }
     let mut filter = RowFilter::default()
-        .one_of("signal", request.signal.as_slice())
+        .one_of("signal", &request.signals)
         .one_of("geo_value", &request.geo_values);
     if let Some((low, high)) = request.time_values {
         let Time::Typed { time_value, .. } = layout.time else {
@@ -99,16 +103,26 @@ pub fn history(request: &HistoryRequest) -> Result<History> {
         };
         filter = filter.between(key_name(layout, time_value), low, high);
     }
-    check_sources(&output, std::slice::from_ref(&request.source))?;
-    let stem = file_stem(&request.source);
-    let dates = dates_to_read(&output, &request.source, request.time_values)?;
+    check_sources(&output, &request.sources)?;
+    // In order, without repeats: each source's rows follow the previous source's.
+    let sources: Vec<&String> = (request.sources.iter())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let scratch = output.scratch()?;
-    // At most every issue row of the source (summary.json counts them), its events and
+    // At most every issue row of the sources (summary.json counts them), its events and
     // their sorted copy at once.
-    let (added, changed) = output.added_and_changed(&stem).unwrap_or((0, 0));
-    let buckets = buckets_for(added + changed, budget.bytes, request.max_part_rows);
-    let one_signal = request.signal.is_some();
-    let points = point_columns(layout, one_signal);
+    let issue_rows: u64 = (sources.iter())
+        .map(|s| output.added_and_changed(&file_stem(s)).unwrap_or((0, 0)))
+        .map(|(added, changed)| added + changed)
+        .sum();
+    let buckets = buckets_for(issue_rows, budget.bytes, request.max_part_rows);
+    let shown = Shown {
+        source: sources.len() > 1,
+        signal: request.signals.len() != 1,
+    };
+    let points = point_columns(layout, shown);
+    let source_column = key_name(layout, layout.partition);
     let split_column = table_bucket_column(layout).map(|column| column.name);
     let split_by = split_column.as_deref().unwrap_or_default();
     let buckets = match split_column {
@@ -116,43 +130,45 @@ pub fn history(request: &HistoryRequest) -> Result<History> {
         None => 1,
     };
     let mut parts = Vec::new();
+    let mut frames: Vec<DataFrame> = Vec::new();
     let mut rows = 0;
-    let mut whole = None;
-    for bucket in 0..buckets {
-        let filter = filter.clone().bucket(split_by, bucket, buckets);
-        let events = read_events(&output, &stem, &dates, &filter, scratch.path())?;
-        if events.height() == 0 {
-            continue;
+    for source in &sources {
+        let stem = file_stem(source);
+        let dates = dates_to_read(&output, source, request.time_values)?;
+        for bucket in 0..buckets {
+            let filter = filter.clone().bucket(split_by, bucket, buckets);
+            let events = read_events(&output, &stem, &dates, &filter, scratch.path())?;
+            if events.height() == 0 {
+                continue;
+            }
+            // Stable: the events of one point stay in backup order.
+            let events = text_as_strings(sort_by_key(events.lazy(), layout).collect()?)?;
+            let mut history = with_changes(events, layout, shown)?;
+            rows += history.height();
+            if buckets == 1 {
+                frames.push(history);
+                continue;
+            }
+            let path = (scratch.path()).join(format!("history-{}-{bucket}.parquet", parts.len()));
+            write_part(&mut history, &path, 1 << 14)?;
+            parts.push(path);
+            drop(history);
+            release_free_memory();
         }
-        // Stable: the events of one point stay in backup order.
-        let events = text_as_strings(sort_by_key(events.lazy(), layout).collect()?)?;
-        let mut history = with_changes(events, layout, one_signal)?;
-        rows += history.height();
-        if buckets == 1 {
-            whole = Some(history);
-            break;
-        }
-        let path = scratch.path().join(format!("history-{bucket}.parquet"));
-        write_part(&mut history, &path, 1 << 14)?;
-        parts.push(path);
-        drop(history);
-        release_free_memory();
     }
     if rows == 0 {
-        let stems = [stem.clone()].into_iter().collect();
-        check_signals(&output, &stems, request.signal.as_slice(), scratch.path())?;
+        let stems = sources.iter().map(|s| file_stem(s)).collect();
+        check_signals(&output, &stems, &request.signals, scratch.path())?;
+        let listed = |option: &str, values: &[String]| match values.is_empty() {
+            true => String::new(),
+            false => format!(", {option} {}", values.join(",")),
+        };
         bail!(
             "no issues of {} {}{}{}{} in the output",
             key_name(layout, layout.partition),
-            request.source,
-            match &request.signal {
-                Some(signal) => format!(", signal {signal}"),
-                None => String::new(),
-            },
-            match request.geo_values.is_empty() {
-                true => String::new(),
-                false => format!(", geo {}", request.geo_values.join(",")),
-            },
+            request.sources.join(","),
+            listed("signal", &request.signals),
+            listed("geo", &request.geo_values),
             match request.time_values {
                 Some((low, high)) if low == high => format!(", time_value {low}"),
                 Some((low, high)) => format!(", time_value {low}..{high}"),
@@ -170,14 +186,24 @@ pub fn history(request: &HistoryRequest) -> Result<History> {
     if compared.contains(&"value") {
         columns.push(VALUE_CHANGE.into());
     }
-    let rows = match whole {
-        Some(frame) => SortedRows::Frame(frame),
-        None => SortedRows::Parts(Parts {
+    let rows = match parts.is_empty() {
+        // The sources in order, each sorted by point: sorted by source, then point.
+        true => {
+            let mut frames = frames.into_iter();
+            let mut whole = frames.next().expect("some rows");
+            for frame in frames {
+                whole.vstack_mut_owned(frame)?;
+            }
+            SortedRows::Frame(whole)
+        }
+        false => SortedRows::Parts(Parts {
             batch_rows: merge_batch_rows(budget.bytes, parts.len()),
             files: parts,
             // Within a point, backups in order: `issue` grows with them, and two backups
-            // of one epiweek (the same `issue`) are in one part, in order.
-            key: (points.iter().copied())
+            // of one epiweek (the same `issue`) are in one part, in order. A part holds one
+            // source: sorted by point, it is sorted by source first too.
+            key: (shown.source.then_some(source_column).into_iter())
+                .chain(points.iter().copied().filter(|p| *p != source_column))
                 .chain(["issue"])
                 .map(String::from)
                 .collect(),
@@ -215,19 +241,28 @@ fn key_name(layout: &Layout, index: usize) -> &str {
     layout.columns[index].name.as_str()
 }
 
-/// The key columns that tell the listed points apart: all but the source and (when only
-/// one is listed) the signal.
-fn point_columns(layout: &Layout, one_signal: bool) -> Vec<&str> {
+/// Which of the key columns a filter may make constant a history shows.
+#[derive(Clone, Copy)]
+struct Shown {
+    /// More than one source is listed.
+    source: bool,
+    /// Not exactly one signal is listed.
+    signal: bool,
+}
+
+/// The key columns that tell the listed points apart: all but the source (unless more than
+/// one is listed) and the signal (when exactly one is listed).
+fn point_columns(layout: &Layout, shown: Shown) -> Vec<&str> {
     let source = key_name(layout, layout.partition);
     (layout.key_names().into_iter())
-        .filter(|k| *k != source && !(one_signal && *k == "signal"))
+        .filter(|k| (shown.source || *k != source) && (shown.signal || *k != "signal"))
         .collect()
 }
 
 /// Adds `CHANGED` and `VALUE_CHANGE` to events sorted by point and backup, and keeps the
 /// columns a history shows.
-fn with_changes(events: DataFrame, layout: &Layout, one_signal: bool) -> Result<DataFrame> {
-    let points = point_columns(layout, one_signal);
+fn with_changes(events: DataFrame, layout: &Layout, shown: Shown) -> Result<DataFrame> {
+    let points = point_columns(layout, shown);
     let compared = layout.compared_names();
     let removed = events.column(REMOVED)?.bool()?;
     let point_of = |row: usize| -> Result<Vec<AnyValue<'_>>> {

@@ -10,7 +10,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::run::memory_limit::Budget;
 use crate::run::plan::Plan;
-use crate::run::progress::{InOrder, Progress};
+use crate::run::progress::{InOrder, ItemLine, Progress};
 use crate::run::schedule::{extract_share, release_free_memory};
 use crate::stages::extract::{extract, PartitionInfo};
 use crate::values::bytes::human;
@@ -89,13 +89,21 @@ pub fn extract_pending(
                     });
                 let line = result.as_ref().ok().map(|info| {
                     let seconds = started.elapsed().as_secs_f64();
-                    format!(
-                        "extracted {}: {} rows, {} of SQL in {seconds:.1} s ({}/s)",
-                        unit.backup.stamp(),
-                        info.rows,
-                        human(info.sql_bytes),
-                        human((info.sql_bytes as f64 / seconds.max(1e-3)) as u64)
-                    )
+                    ItemLine {
+                        message: format!(
+                            "extracted {}: {} rows, {} of SQL in {seconds:.1} s ({}/s)",
+                            unit.backup.stamp(),
+                            info.rows,
+                            human(info.sql_bytes),
+                            human((info.sql_bytes as f64 / seconds.max(1e-3)) as u64)
+                        ),
+                        event: "extracted",
+                        date: unit.backup.stamp(),
+                        rows: info.rows,
+                        sql_bytes: Some(info.sql_bytes),
+                        seconds: Some(seconds),
+                        ..ItemLine::default()
+                    }
                 });
                 lines.finished(position, line, |line| progress.log(line));
                 (i, result)

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::config::target::parse_target_ddl;
 use crate::exit_codes::UsageError;
-use crate::run::progress::Progress;
+use crate::run::progress::{ItemLine, Progress};
 use crate::stages::load::database::{
     connect as open, lock_table, quote, show_create_table, ConnectError, DatabaseUrl,
 };
@@ -161,12 +161,20 @@ pub fn load(request: &LoadRequest) -> Result<LoadSummary> {
         let bytes = fingerprint.bytes;
         let rows = loader.load_date(&table, date, fingerprint, &mut |n| progress.advance(n))?;
         let seconds = began.elapsed().as_secs_f64();
-        progress.log(format!(
-            "loaded {}: {rows} rows, {} of SQL in {seconds:.1} s ({:.0} rows/s)",
-            date.date,
-            human(bytes),
-            rows as f64 / seconds.max(1e-3)
-        ));
+        progress.log(ItemLine {
+            message: format!(
+                "loaded {}: {rows} rows, {} of SQL in {seconds:.1} s ({:.0} rows/s)",
+                date.date,
+                human(bytes),
+                rows as f64 / seconds.max(1e-3)
+            ),
+            event: "loaded",
+            date: date.date.clone(),
+            rows,
+            sql_bytes: Some(bytes),
+            seconds: Some(seconds),
+            ..ItemLine::default()
+        });
         summary.loaded.push((date.date.clone(), rows));
     }
     progress.finish();

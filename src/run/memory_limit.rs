@@ -156,7 +156,7 @@ pub fn default_budget() -> Budget {
 
 /// The memory available on the machine (free memory plus what the kernel can reclaim).
 fn available_memory() -> Option<u64> {
-    let mut system = sysinfo::System::new().ok()?;
+    let mut system = sysinfo::System::new();
     system.refresh_memory();
     Some(system.available_memory()).filter(|&bytes| bytes > 0)
 }

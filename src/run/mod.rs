@@ -23,7 +23,7 @@ use crate::dump::TableDef;
 use crate::run::extracting::extract_pending;
 use crate::run::memory_limit::{budget, current_rss, Budget};
 use crate::run::plan::{DiffUnit, Plan};
-use crate::run::progress::Progress;
+use crate::run::progress::{ItemLine, Progress};
 use crate::run::schedule::{
     buckets_for, estimate_diff_bytes, merge_batch_rows, release_free_memory, run_within_budget,
 };
@@ -414,15 +414,28 @@ fn diff_all(
                     .map_err(|_| anyhow!("stopped: finished units could not be saved"))?;
                 release_free_memory();
                 progress.advance(1);
-                debug!(
-                    "{} {}: {} rows, {} added, {} changed, {} removed",
-                    unit.inputs.date,
-                    unit.source,
-                    record.rows,
-                    record.added,
-                    record.changed,
-                    record.removed
-                );
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    ItemLine {
+                        message: format!(
+                            "{} {}: {} rows, {} added, {} changed, {} removed",
+                            unit.inputs.date,
+                            unit.source,
+                            record.rows,
+                            record.added,
+                            record.changed,
+                            record.removed
+                        ),
+                        event: "diffed",
+                        date: unit.inputs.date.clone(),
+                        source: Some(unit.source.clone()),
+                        rows: record.rows,
+                        added: Some(record.added),
+                        changed: Some(record.changed),
+                        removed: Some(record.removed),
+                        ..ItemLine::default()
+                    }
+                    .debug();
+                }
                 if let Some(line) = per_backup.finished(unit.index, &record) {
                     progress.log(line);
                 }
@@ -506,7 +519,7 @@ impl BackupTally {
     }
 
     /// Records a finished unit; the backup's line when it was its last.
-    fn finished(&self, index: usize, record: &DiffRecord) -> Option<String> {
+    fn finished(&self, index: usize, record: &DiffRecord) -> Option<ItemLine> {
         let mut pending = self.pending.lock().expect("not poisoned");
         let (left, sums) = pending.get_mut(&index)?;
         *left -= 1;
@@ -519,10 +532,20 @@ impl BackupTally {
             return None;
         }
         let (_, sums) = pending.remove(&index)?;
-        Some(format!(
-            "diffed {}: {} source(s), {} rows, {} added, {} changed, {} removed",
-            record.inputs.date, sums.sources, sums.rows, sums.added, sums.changed, sums.removed
-        ))
+        Some(ItemLine {
+            message: format!(
+                "diffed {}: {} source(s), {} rows, {} added, {} changed, {} removed",
+                record.inputs.date, sums.sources, sums.rows, sums.added, sums.changed, sums.removed
+            ),
+            event: "diffed",
+            date: record.inputs.date.clone(),
+            rows: sums.rows,
+            sources: Some(sums.sources),
+            added: Some(sums.added),
+            changed: Some(sums.changed),
+            removed: Some(sums.removed),
+            ..ItemLine::default()
+        })
     }
 }
 

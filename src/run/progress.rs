@@ -107,9 +107,9 @@ impl Progress {
 
     /// Logs a per-item line: off a terminal always (at the info level), above the bar
     /// only at `-v`, so that on a terminal the bar is what shows.
-    pub fn log(&self, message: String) {
+    pub fn log(&self, line: ItemLine) {
         if self.bar.is_none() || tracing::enabled!(tracing::Level::DEBUG) {
-            info!("{message}");
+            line.log();
         }
     }
 
@@ -130,19 +130,93 @@ impl Drop for Progress {
     }
 }
 
-/// Lines of work items that finish in any order, released in the items' order: item `i`'s
-/// line is logged once items `0..i` have finished, so the log reads the same every run.
-#[derive(Default)]
-pub struct InOrder {
-    /// The first item not yet released, and the finished items after it.
-    state: Mutex<(usize, std::collections::BTreeMap<usize, Option<String>>)>,
+/// `--log-format json` is on: per-item lines carry their numbers as fields too.
+static JSON_FIELDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes per-item lines carry their numbers as fields (with `--log-format json`; text lines
+/// stay their message alone).
+pub fn log_fields(on: bool) {
+    JSON_FIELDS.store(on, Ordering::Relaxed);
 }
 
-impl InOrder {
+/// A per-item log line ("extracted …", "diffed …"): its message, and what it says as fields
+/// a log system can filter on (JSON logs only). None: the field is left out.
+#[derive(Debug, Clone, Default)]
+pub struct ItemLine {
+    pub message: String,
+    /// What happened: `extracted`, `diffed`.
+    pub event: &'static str,
+    /// The backup's date (YYYYMMDD).
+    pub date: String,
+    /// The unit's source, for a line of one unit.
+    pub source: Option<String>,
+    pub rows: u64,
+    /// Sources diffed, for a backup's line.
+    pub sources: Option<usize>,
+    pub added: Option<u64>,
+    pub changed: Option<u64>,
+    pub removed: Option<u64>,
+    /// Bytes of SQL read, for an extract.
+    pub sql_bytes: Option<u64>,
+    pub seconds: Option<f64>,
+}
+
+/// Logs `line` at `level` (`info`, `debug`): its message, with its fields under JSON.
+macro_rules! item_event {
+    ($level:ident, $line:expr) => {{
+        let line = $line;
+        match JSON_FIELDS.load(Ordering::Relaxed) {
+            false => tracing::$level!("{}", line.message),
+            true => tracing::$level!(
+                event = line.event,
+                date = line.date.as_str(),
+                source = line.source.as_deref(),
+                rows = line.rows,
+                sources = line.sources.map(|n| n as u64),
+                added = line.added,
+                changed = line.changed,
+                removed = line.removed,
+                sql_bytes = line.sql_bytes,
+                seconds = line.seconds,
+                "{}",
+                line.message
+            ),
+        }
+    }};
+}
+
+impl ItemLine {
+    /// Logs the line at the info level.
+    pub fn log(&self) {
+        item_event!(info, self)
+    }
+
+    /// Logs the line at the debug level (`-v`).
+    pub fn debug(&self) {
+        item_event!(debug, self)
+    }
+}
+
+/// Lines of work items that finish in any order, released in the items' order: item `i`'s
+/// line is logged once items `0..i` have finished, so the log reads the same every run.
+pub struct InOrder<T> {
+    /// The first item not yet released, and the finished items after it.
+    state: Mutex<(usize, std::collections::BTreeMap<usize, Option<T>>)>,
+}
+
+impl<T> Default for InOrder<T> {
+    fn default() -> Self {
+        InOrder {
+            state: Mutex::new((0, std::collections::BTreeMap::new())),
+        }
+    }
+}
+
+impl<T> InOrder<T> {
     /// Records item `index` as finished with its line (None: nothing to log), and hands
     /// the lines now due to `emit`, in order. `emit` runs under the lock, so that two
     /// threads releasing lines at once cannot log them out of order.
-    pub fn finished(&self, index: usize, line: Option<String>, mut emit: impl FnMut(String)) {
+    pub fn finished(&self, index: usize, line: Option<T>, mut emit: impl FnMut(T)) {
         let mut state = self.state.lock().expect("not poisoned");
         let (next, waiting) = &mut *state;
         waiting.insert(index, line);
@@ -159,7 +233,7 @@ mod tests {
 
     #[test]
     fn lines_come_out_in_item_order() {
-        let order = InOrder::default();
+        let order = InOrder::<String>::default();
         let due = |index, line: Option<&str>| {
             let mut lines = Vec::new();
             order.finished(index, line.map(String::from), |l| lines.push(l));

@@ -10,9 +10,13 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::NaiveDate;
 use polars::prelude::{
-    BinaryType, ChunkFullNull, ChunkedArray, DataFrame, DataType, Float64Chunked, Float64Type,
-    Int64Chunked, Int64Type, IntoColumn, ParquetWriter, PlSmallStr, PolarsDataType, StaticArray,
-    StringType, UInt64Type,
+    BinaryType, ChunkFullNull, ChunkedArray, CompatLevel, DataFrame, DataType, Float64Chunked,
+    Float64Type, Int64Chunked, Int64Type, IntoColumn, PlSmallStr, PolarsDataType, SchemaExt,
+    StaticArray, StringType, UInt64Type,
+};
+use polars_io::parquet::write::{get_encodings, ParquetCompression, StatisticsOptions};
+use polars_parquet::write::{
+    row_group_iter, to_parquet_schema, Encoding, FileWriter, ParquetType, Version, WriteOptions,
 };
 
 use crate::config::layout::{Layout, Time};
@@ -437,19 +441,53 @@ fn write_parquet_chunks(
     writer.finish()
 }
 
-/// Writes frames to a Parquet file in row groups of `OUTPUT_GROUP_ROWS` rows.
+/// Writes frames to a Parquet file in row groups of `OUTPUT_GROUP_ROWS` rows, its columns
+/// of the oldest Arrow types polars writes (`large_string`, `large_binary`; not the
+/// `string_view`/`binary_view` of its default): readers from before Arrow's view types
+/// (pyarrow before 16, pandas 1.x, Spark 3) read them. Otherwise polars' defaults: zstd,
+/// statistics, Parquet format version 1.
 struct ParquetRowGroups<W: Write> {
-    writer: polars::io::parquet::write::BatchedWriter<W>,
+    writer: FileWriter<W>,
+    fields: Vec<ParquetType>,
+    encodings: Vec<Vec<Encoding>>,
+    options: WriteOptions,
     pending: Option<DataFrame>,
 }
 
 impl<W: Write> ParquetRowGroups<W> {
     /// A writer for frames with the columns of `first`.
     fn start(out: W, first: &DataFrame) -> Result<ParquetRowGroups<W>> {
+        let schema = first.schema().to_arrow(CompatLevel::oldest());
+        let options = WriteOptions {
+            statistics: StatisticsOptions::default(),
+            version: Version::V1,
+            compression: ParquetCompression::default().into(),
+            data_page_size: None,
+        };
+        let encodings = get_encodings(&schema).to_vec();
+        let fields = to_parquet_schema(&schema)?.fields().to_vec();
         Ok(ParquetRowGroups {
-            writer: ParquetWriter::new(out).batched(first.schema())?,
+            writer: FileWriter::try_new(out, schema, options)?,
+            fields,
+            encodings,
+            options,
             pending: None,
         })
+    }
+
+    /// Writes one row group (a frame of one chunk).
+    fn write_group(&mut self, group: &DataFrame) -> Result<()> {
+        for batch in group.iter_chunks(CompatLevel::oldest(), false) {
+            let rows = batch.len() as u64;
+            let columns = row_group_iter(
+                batch,
+                self.encodings.clone().into(),
+                self.fields.clone(),
+                self.options,
+            );
+            self.writer.write(rows, columns)?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, frame: DataFrame) -> Result<()> {
@@ -463,7 +501,7 @@ impl<W: Write> ParquetRowGroups<W> {
         while pending.height() >= OUTPUT_GROUP_ROWS {
             let (mut group, rest) = pending.split_at(OUTPUT_GROUP_ROWS as i64);
             group.rechunk_mut();
-            self.writer.write_batch(&group)?;
+            self.write_group(&group)?;
             pending = rest;
         }
         self.pending = Some(pending);
@@ -473,9 +511,9 @@ impl<W: Write> ParquetRowGroups<W> {
     fn finish(mut self) -> Result<()> {
         if let Some(mut rest) = self.pending.take().filter(|p| p.height() > 0) {
             rest.rechunk_mut();
-            self.writer.write_batch(&rest)?;
+            self.write_group(&rest)?;
         }
-        self.writer.finish()?;
+        self.writer.end(None)?;
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! `migrate plot`: the back-fill of chosen series, drawn from the output alone. The upper
 //! panel shows the values over `time_value` as they looked at several as-of dates (one
-//! colour per geo, one shade of it per date, the newest full and boldest); the lower one the
-//! revisions' sizes by lag, as density (darker where more) with their percentiles per lag.
+//! colour per geo, one shade of it per date, the newest a full-colour band beneath the
+//! older lines); the lower one the revisions' sizes by lag, as density (darker where more)
+//! with their percentiles per lag.
 //! The look (colours, shades, legend) is in `style.rs`, the revision grid in
 //! `revisions.rs`.
 
@@ -417,6 +418,66 @@ fn draw(
     root.present().map_err(|e| fail(&e))
 }
 
+/// Opacity of the newest as-of line, the band the older lines are drawn over.
+const NEWEST_OPACITY: f64 = 0.45;
+
+/// At most this many ticks on the time axis.
+const MAX_TICKS: usize = 10;
+
+/// Ticks of the time axis from day `x0` to `x1` (days since the common era), on calendar
+/// boundaries rather than wherever an even split falls: month starts (every 1, 2, 3, 6 or
+/// 12 months, on months that step divides, so that quarters start on January, April, …)
+/// when the span holds at least four; else the starts of epiweeks (Sundays, every 1, 2 or
+/// 4); else days.
+pub fn day_ticks(x0: i32, x1: i32) -> Vec<i32> {
+    use chrono::Datelike;
+    let day = |x: i32| NaiveDate::from_num_days_from_ce_opt(x);
+    let days: Vec<NaiveDate> = (x0..=x1).filter_map(day).collect();
+    let pick = |candidates: Vec<NaiveDate>,
+                steps: &[usize],
+                on_step: &dyn Fn(&NaiveDate, usize) -> bool| {
+        steps.iter().find_map(|&step| {
+            let chosen: Vec<i32> = (candidates.iter())
+                .filter(|d| on_step(d, step))
+                .map(|d| d.num_days_from_ce())
+                .collect();
+            (chosen.len() <= MAX_TICKS).then_some(chosen)
+        })
+    };
+    let months: Vec<NaiveDate> = days.iter().copied().filter(|d| d.day() == 1).collect();
+    if months.len() >= 4 {
+        let on = |d: &NaiveDate, step: usize| (d.month0() as usize).is_multiple_of(step);
+        if let Some(ticks) = pick(months.clone(), &[1, 2, 3, 6, 12], &on) {
+            return ticks;
+        }
+        // Decades of data: every year's January, thinned.
+        let years: Vec<i32> = months
+            .iter()
+            .filter(|d| d.month() == 1)
+            .map(|d| d.num_days_from_ce())
+            .collect();
+        let step = years.len().div_ceil(MAX_TICKS).max(1);
+        return years.into_iter().step_by(step).collect();
+    }
+    let sundays: Vec<NaiveDate> = (days.iter().copied())
+        .filter(|d| d.weekday() == chrono::Weekday::Sun)
+        .collect();
+    if sundays.len() >= 3 {
+        let first = sundays[0];
+        let on = |d: &NaiveDate, step: usize| {
+            ((*d - first).num_days() as usize / 7).is_multiple_of(step)
+        };
+        if let Some(ticks) = pick(sundays, &[1, 2, 4], &on) {
+            return ticks;
+        }
+    }
+    let step = days.len().div_ceil(MAX_TICKS).max(1);
+    days.iter()
+        .step_by(step)
+        .map(|d| d.num_days_from_ce())
+        .collect()
+}
+
 fn day_label(day: &i32) -> String {
     NaiveDate::from_num_days_from_ce_opt(*day)
         .map_or(String::new(), |d| d.format("%Y-%m-%d").to_string())
@@ -465,13 +526,21 @@ fn values_legend(request: &PlotRequest, dates: &[&str], lag_lines: &[LagLine]) -
         vec![None]
     };
     legend.section(
-        "as of (newest boldest)",
+        "as of (newest beneath)",
         (dates.iter().enumerate())
             .map(|(rank, date)| Entry {
                 swatches: (swatch_geos.iter())
-                    .map(|g| Swatch::Line {
-                        color: shade(g.map_or(BLACK, geo_color), rank, dates.len()),
-                        width: shade_width(rank, dates.len()),
+                    .map(|g| {
+                        let color = shade(g.map_or(BLACK, geo_color), rank, dates.len());
+                        let width = shade_width(rank, dates.len());
+                        match rank + 1 == dates.len() && dates.len() > 1 {
+                            true => Swatch::Band {
+                                color,
+                                width,
+                                opacity: NEWEST_OPACITY,
+                            },
+                            false => Swatch::Line { color, width },
+                        }
                     })
                     .collect(),
                 label: date_from_yyyymmdd(date.parse().unwrap_or(0))
@@ -540,29 +609,44 @@ fn draw_values<DB: DrawingBackend>(
         .margin_right(text_width("2020-06-01", style::TEXT_SIZE) / 2 + 10)
         .x_label_area_size(48)
         .y_label_area_size(label_area(&y_label, y0, y1) + 30)
-        .build_cartesian_2d(x0..x1.max(x0 + 1), y0..y1)?;
+        .build_cartesian_2d(
+            (x0..x1.max(x0 + 1)).with_key_points(day_ticks(x0, x1.max(x0 + 1))),
+            y0..y1,
+        )?;
     chart
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc("value")
         .x_label_formatter(&day_label)
         .y_label_formatter(&y_label)
-        .x_labels(8)
         .y_labels(10)
         .label_style((style::FONT, style::TEXT_SIZE))
         .axis_desc_style((style::FONT, style::TEXT_SIZE))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
-    // Oldest first, so that newer lines are drawn over older ones.
+    // The newest first, underneath, as a wide translucent band; then the older ones, thin,
+    // oldest first. On a real series most of the older lines coincide with the newest
+    // (only the recent end is revised): drawn over them in bold, the newest hid them; the
+    // band lets each thin line show inside it, and where they part, the back-fill.
     let mut ordered: Vec<&Line> = series.lines.iter().collect();
-    ordered.sort_by_key(|l| (dates.iter().position(|d| *d == l.asof), l.geo));
+    let newest_first = |l: &&Line| {
+        let rank = dates.iter().position(|d| *d == l.asof).unwrap_or(0);
+        (rank + 1 != dates.len(), rank, l.geo)
+    };
+    ordered.sort_by_key(newest_first);
     for line in ordered {
         let rank = dates.iter().position(|d| *d == line.asof).unwrap_or(0);
         let color = shade(geo_color(line.geo), rank, dates.len());
+        let opacity = match rank + 1 == dates.len() && dates.len() > 1 {
+            true => NEWEST_OPACITY,
+            false => 1.0,
+        };
         let clamped = (line.points.iter()).map(|&(x, y)| (x, y.clamp(range.lo, range.hi)));
         chart.draw_series(LineSeries::new(
             clamped,
-            color.stroke_width(shade_width(rank, dates.len())),
+            color
+                .mix(opacity)
+                .stroke_width(shade_width(rank, dates.len())),
         ))?;
     }
     // Over the as-of lines: a lag's series for a geo is read against that geo's latest.
@@ -807,5 +891,47 @@ mod tests {
         if let Some(keep) = std::env::var_os("MIGRATE_KEEP_PLOT") {
             std::fs::copy(&svg, keep).unwrap();
         }
+    }
+}
+
+#[cfg(test)]
+mod tick_tests {
+    use super::day_ticks;
+    use chrono::{Datelike, NaiveDate};
+
+    fn ticks(from: &str, to: &str) -> Vec<String> {
+        let day = |text: &str| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .unwrap()
+                .num_days_from_ce()
+        };
+        (day_ticks(day(from), day(to)).iter())
+            .map(|&x| NaiveDate::from_num_days_from_ce_opt(x).unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn time_ticks_fall_on_months_epiweeks_or_days() {
+        assert_eq!(
+            ticks("2020-03-15", "2020-07-20"),
+            ["2020-04-01", "2020-05-01", "2020-06-01", "2020-07-01"]
+        );
+        // Two years: quarters.
+        let quarters = ticks("2020-02-10", "2022-01-20");
+        assert_eq!(quarters[..3], ["2020-04-01", "2020-07-01", "2020-10-01"]);
+        assert_eq!(quarters.len(), 8);
+        // Two months: the Sundays that start epiweeks; over four, every other one.
+        let weeks = ticks("2020-05-01", "2020-06-29");
+        assert_eq!(weeks[..3], ["2020-05-03", "2020-05-10", "2020-05-17"]);
+        assert_eq!(weeks.len(), 9);
+        assert_eq!(
+            ticks("2020-05-01", "2020-07-25")[..3],
+            ["2020-05-03", "2020-05-17", "2020-05-31"]
+        );
+        // A week: days.
+        assert_eq!(ticks("2020-06-01", "2020-06-03").len(), 3);
+        // Decades: Januaries.
+        let years = ticks("1990-01-01", "2021-12-31");
+        assert!(years.len() <= 10 && years.iter().all(|d| d.ends_with("-01-01")));
     }
 }

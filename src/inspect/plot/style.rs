@@ -45,10 +45,11 @@ pub fn shade(color: RGBColor, rank: usize, count: usize) -> RGBColor {
     RGBColor(mix(color.0), mix(color.1), mix(color.2))
 }
 
-/// Line width of shade `rank` of `count`: the newest boldest, so it reads on top.
+/// Line width of shade `rank` of `count`: the newest a wide band (drawn translucent,
+/// underneath the others), the older ones thin.
 pub fn shade_width(rank: usize, count: usize) -> u32 {
-    if rank + 1 == count {
-        3
+    if rank + 1 == count && count > 1 {
+        6
     } else {
         2
     }
@@ -104,6 +105,12 @@ pub enum Swatch {
     Line {
         color: RGBColor,
         width: u32,
+    },
+    /// A translucent wide line, as the newest as-of line.
+    Band {
+        color: RGBColor,
+        width: u32,
+        opacity: f64,
     },
     /// A translucent square, as the revision marks.
     Mark {
@@ -191,6 +198,14 @@ fn draw_swatch<DB: DrawingBackend>(
         Swatch::Line { color, width } => area.draw(&PathElement::new(
             vec![(x, y), (end, y)],
             color.stroke_width(*width),
+        )),
+        Swatch::Band {
+            color,
+            width,
+            opacity,
+        } => area.draw(&PathElement::new(
+            vec![(x, y), (end, y)],
+            color.mix(*opacity).stroke_width(*width),
         )),
         Swatch::Mark { color, opacity } => area.draw(&Rectangle::new(
             [(x + 6, y - 5), (end - 6, y + 5)],
