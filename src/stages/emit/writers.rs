@@ -1,0 +1,217 @@
+//! Rows as CSV lines or INSERT statements, and the SQL files' session settings.
+
+use std::io::Write;
+
+use anyhow::{bail, Result};
+
+use crate::config::layout::Layout;
+use crate::config::OutputFormat;
+use crate::dump::ColumnKind;
+use crate::stages::emit::cells::Cell;
+use crate::stages::emit::floats::write_float;
+use crate::values::binary;
+
+/// The session settings a SQL file starts with, as mariadb-dump's do, so that it loads
+/// the same values whatever the client's defaults: the text is UTF-8 (utf8mb4), and a
+/// table with `timestamp` columns has them in UTC, as the dump wrote them.
+pub(super) fn write_sql_preamble(out: &mut dyn Write, layout: Option<&Layout>) -> Result<()> {
+    writeln!(out, "/*!40101 SET NAMES utf8mb4 */;")?;
+    if has_timestamps(layout) {
+        writeln!(
+            out,
+            "/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */;\n/*!40103 SET TIME_ZONE='+00:00' */;"
+        )?;
+    }
+    Ok(())
+}
+
+/// What `write_sql_preamble` changed, set back.
+pub(super) fn write_sql_epilogue(out: &mut dyn Write, layout: Option<&Layout>) -> Result<()> {
+    if has_timestamps(layout) {
+        writeln!(out, "/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;")?;
+    }
+    Ok(())
+}
+
+pub(super) fn has_timestamps(layout: Option<&Layout>) -> bool {
+    layout.is_some_and(|l| l.columns.iter().any(|c| c.kind == ColumnKind::Timestamp))
+}
+
+/// Writes rows as CSV with a header, or as INSERT statements of at most `chunk_rows` rows.
+pub(super) struct RowWriter<'a> {
+    format: OutputFormat,
+    table: &'a str,
+    header: Vec<&'a str>,
+    chunk_rows: usize,
+    rows: usize,
+    /// SQL only: `ON DUPLICATE KEY UPDATE` of these columns ends each statement.
+    on_duplicate: String,
+    /// One row's text, written whole: one call into `out` per row instead of per field.
+    line: Vec<u8>,
+}
+
+impl<'a> RowWriter<'a> {
+    pub(super) fn start(
+        out: &mut dyn Write,
+        format: OutputFormat,
+        table: &'a str,
+        header: Vec<&'a str>,
+        chunk_rows: usize,
+        update: &[&str],
+    ) -> Result<RowWriter<'a>> {
+        if format == OutputFormat::Csv {
+            write_csv_line(out, header.iter().map(|h| Cell::Text(h)))?;
+        }
+        let on_duplicate = if update.is_empty() {
+            String::new()
+        } else {
+            let sets: Vec<String> = update
+                .iter()
+                .map(|c| {
+                    let c = quote_name(c);
+                    format!("{c}=VALUES({c})")
+                })
+                .collect();
+            format!("\nON DUPLICATE KEY UPDATE {}", sets.join(","))
+        };
+        Ok(RowWriter {
+            format,
+            table,
+            header,
+            chunk_rows,
+            rows: 0,
+            on_duplicate,
+            line: Vec::with_capacity(256),
+        })
+    }
+
+    pub(super) fn row<'c>(
+        &mut self,
+        out: &mut dyn Write,
+        cells: impl Iterator<Item = Cell<'c>>,
+    ) -> Result<()> {
+        let line = &mut self.line;
+        line.clear();
+        match self.format {
+            OutputFormat::Csv => write_csv_line(line, cells)?,
+            OutputFormat::Parquet => bail!("Parquet files are written whole, not row by row"),
+            OutputFormat::Sql => {
+                if self.rows.is_multiple_of(self.chunk_rows) {
+                    if self.rows > 0 {
+                        writeln!(line, "{};", self.on_duplicate)?;
+                    }
+                    let columns: Vec<String> = self.header.iter().map(|h| quote_name(h)).collect();
+                    write!(
+                        line,
+                        "INSERT INTO {} ({}) VALUES\n(",
+                        quote_name(self.table),
+                        columns.join(",")
+                    )?;
+                } else {
+                    line.extend_from_slice(b",\n(");
+                }
+                write_sql_tuple(line, cells)?;
+                line.push(b')');
+            }
+        }
+        out.write_all(line)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub(super) fn finish(self, out: &mut dyn Write) -> Result<()> {
+        if self.format == OutputFormat::Sql && self.rows > 0 {
+            writeln!(out, "{};", self.on_duplicate)?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn quote_name(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+pub(super) fn write_csv_line<'a>(
+    out: &mut (impl Write + ?Sized),
+    cells: impl Iterator<Item = Cell<'a>>,
+) -> Result<()> {
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        match cell {
+            Cell::Null => {}
+            Cell::Text(text) => {
+                let needs_quotes = text.is_empty()
+                    || text.contains([',', '"', '\n', '\r'])
+                    || text.starts_with(' ')
+                    || text.ends_with(' ');
+                if needs_quotes {
+                    write!(out, "\"{}\"", text.replace('"', "\"\""))?;
+                } else {
+                    out.write_all(text.as_bytes())?;
+                }
+            }
+            Cell::Integer(v) => out.write_all(itoa::Buffer::new().format(v).as_bytes())?,
+            Cell::Unsigned(v) => out.write_all(itoa::Buffer::new().format(v).as_bytes())?,
+            Cell::Float(v) => write_float(out, v)?,
+            Cell::Decimal(v) => out.write_all(v.as_bytes())?,
+            // Hex digits need no quotes, but no digits at all would read as NULL.
+            Cell::Binary(b"") => out.write_all(b"\"\"")?,
+            Cell::Binary(bytes) => binary::write_hex(out, bytes)?,
+        }
+    }
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+pub(super) fn write_sql_tuple<'a>(
+    out: &mut (impl Write + ?Sized),
+    cells: impl Iterator<Item = Cell<'a>>,
+) -> Result<()> {
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        match cell {
+            Cell::Null => out.write_all(b"NULL")?,
+            Cell::Text(text) => {
+                out.write_all(b"'")?;
+                out.write_all(sql_escape(text).as_bytes())?;
+                out.write_all(b"'")?;
+            }
+            Cell::Integer(v) => out.write_all(itoa::Buffer::new().format(v).as_bytes())?,
+            Cell::Unsigned(v) => out.write_all(itoa::Buffer::new().format(v).as_bytes())?,
+            Cell::Decimal(v) => out.write_all(v.as_bytes())?,
+            Cell::Float(v) if !v.is_finite() => {
+                bail!("the value {v} cannot be stored in a MariaDB DOUBLE column")
+            }
+            Cell::Float(v) => write_float(out, v)?,
+            Cell::Binary(bytes) => binary::write_sql_literal(out, bytes)?,
+        }
+    }
+    Ok(())
+}
+
+/// Escapes a string for a single-quoted MariaDB literal, as mariadb-dump does. Most text
+/// has nothing to escape and is written as it is.
+pub(super) fn sql_escape(text: &str) -> std::borrow::Cow<'_, str> {
+    const SPECIAL: [char; 7] = ['\\', '\'', '"', '\0', '\n', '\r', '\x1a'];
+    if !text.contains(SPECIAL) {
+        return text.into();
+    }
+    let mut escaped = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '\'' => escaped.push_str("\\'"),
+            '"' => escaped.push_str("\\\""),
+            '\0' => escaped.push_str("\\0"),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\x1a' => escaped.push_str("\\Z"),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into()
+}
