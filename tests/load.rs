@@ -120,6 +120,20 @@ fn run(mut command: Command) -> (i32, String) {
     (output.status.code().unwrap_or(-1), text)
 }
 
+/// `migrate verify --database` of the server's table; its status and what it printed.
+fn verify_database(server: &Server, backups: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
+    command
+        .arg("verify")
+        .arg("--backups")
+        .arg(backups)
+        .arg("--out")
+        .arg(out)
+        .args(["--database", &server.good_url()])
+        .args(extra);
+    run(command)
+}
+
 fn dates() -> Vec<String> {
     let mut dates: Vec<String> = std::fs::read_dir(fixture_backups())
         .unwrap()
@@ -156,18 +170,7 @@ fn a_load_equals_the_files_run_in_date_order_and_verify_proves_it() {
     );
 
     // The live table answers the API's queries as each backup did ...
-    let verify = |extra: &[&str]| {
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
-        command
-            .arg("verify")
-            .arg("--backups")
-            .arg(fixture_backups())
-            .arg("--out")
-            .arg(&out)
-            .args(["--database", &server.good_url()])
-            .args(extra);
-        run(command)
-    };
+    let verify = |extra: &[&str]| verify_database(&server, &fixture_backups(), &out, extra);
     let (code, text) = verify(&[]);
     assert_eq!(code, 0, "{text}");
     // ... and a row changed behind its back is found, named by date and key.
@@ -198,15 +201,7 @@ fn verify_of_the_2020_table_tells_removed_keys_from_differences() {
     migrate_for(&server, &backups, &out);
     let (code, text) = run(load(&server, &out));
     assert_eq!(code, 0, "{text}");
-    let mut verify = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
-    verify
-        .arg("verify")
-        .arg("--backups")
-        .arg(&backups)
-        .arg("--out")
-        .arg(&out)
-        .args(["--database", &server.good_url()]);
-    let (code, text) = run(verify);
+    let (code, text) = verify_database(&server, &backups, &out, &[]);
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("served a key after its removal") && text.contains("identical"),
@@ -220,15 +215,7 @@ fn verify_of_the_2020_table_tells_removed_keys_from_differences() {
          VALUES ('fb-survey','smoothed_cli','day','county',20200530,'99999',1,1,1,1,1,NULL, \
          20200601,2,1,0)",
     );
-    let mut verify = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
-    verify
-        .arg("verify")
-        .arg("--backups")
-        .arg(&backups)
-        .arg("--out")
-        .arg(&out)
-        .args(["--database", &server.good_url(), "--dates", "20200603"]);
-    let (code, text) = run(verify);
+    let (code, text) = verify_database(&server, &backups, &out, &["--dates", "20200603"]);
     assert_eq!(code, 1, "{text}");
     assert!(
         text.contains("20200603 fb-survey") && text.contains("99999"),
