@@ -175,8 +175,8 @@ fn print_history(args: HistoryArgs) -> anyhow::Result<()> {
         signals: args.signal,
         geo_values: args.geo,
         time_values: args.time_value,
-        memory_limit: args.memory_limit,
-        max_part_rows: args.max_part_rows,
+        memory_limit: args.memory.memory_limit,
+        max_part_rows: args.memory.max_part_rows,
     };
     let history = history(&request)?;
     match chosen_format(args.format) {

@@ -339,16 +339,8 @@ pub struct AsofArgs {
     #[arg(long, value_name = "FILE")]
     pub to: Option<PathBuf>,
 
-    /// Memory it may use, e.g. 2GiB, at least 256MiB [default: 80% of the available memory,
-    /// or of what the process's cgroup allows when that is less]; a source whose table does
-    /// not fit is rebuilt in parts
-    #[arg(long, value_parser = parse_size)]
-    pub memory_limit: Option<u64>,
-
-    /// Rebuild sources of more rows than this in parts, whatever the memory budget says:
-    /// for tests of the parts, on data too small for any real budget to need them
-    #[arg(long, hide = true, value_name = "ROWS")]
-    pub max_part_rows: Option<u64>,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -383,18 +375,26 @@ pub struct HistoryArgs {
     #[arg(long, value_enum)]
     pub format: Option<HistoryFormat>,
 
-    /// Memory it may use, e.g. 2GiB, at least 256MiB [default: 80% of the available memory,
-    /// or of what the process's cgroup allows when that is less]
-    #[arg(long, value_parser = parse_size)]
-    pub memory_limit: Option<u64>,
-
-    /// Rebuild sources of more rows than this in parts, whatever the memory budget says:
-    /// for tests of the parts, on data too small for any real budget to need them
-    #[arg(long, hide = true, value_name = "ROWS")]
-    pub max_part_rows: Option<u64>,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// The memory options of the commands that read an output (`asof`, `history`).
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Memory it may use, e.g. 2GiB, at least 256MiB [default: 80% of the available memory,
+    /// or of what the process's cgroup allows when that is less]; what does not fit is read
+    /// in parts
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+
+    /// Read sources of more rows than this in parts, whatever the memory budget says: for
+    /// tests of the parts, on data too small for any real budget to need them
+    #[arg(long, hide = true, value_name = "ROWS")]
+    pub max_part_rows: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -44,7 +44,7 @@ pub fn asof(args: &AsofArgs) -> Result<usize> {
     }
     let output = Output::open(&args.out)?;
     check_sources(&output, &args.source)?;
-    let budget = budget_of(args.memory_limit)?;
+    let budget = budget_of(args.memory.memory_limit)?;
     let Output { config, layout, .. } = &output;
     let dates = dates_up_to(&output, args.date, &args.out)?;
     let stems = output.stems(&dates, &args.source)?;
@@ -67,7 +67,7 @@ pub fn asof(args: &AsofArgs) -> Result<usize> {
         }
     };
     let all: u64 = stems.iter().map(|stem| held(stem)).sum();
-    let in_memory = estimate_diff_bytes(all) <= budget.bytes && args.max_part_rows.is_none();
+    let in_memory = estimate_diff_bytes(all) <= budget.bytes && args.memory.max_part_rows.is_none();
     let split_column = bucket_column(layout);
     if !in_memory && split_column.is_none() {
         tracing::warn!(
@@ -77,7 +77,7 @@ pub fn asof(args: &AsofArgs) -> Result<usize> {
     }
     let split_by = split_column.as_deref().unwrap_or_default();
     let buckets_of = |rows: u64| match split_column {
-        Some(_) => buckets_for(rows, budget.bytes, args.max_part_rows),
+        Some(_) => buckets_for(rows, budget.bytes, args.memory.max_part_rows),
         None => 1,
     };
     let parts = Parts {
