@@ -182,19 +182,7 @@ fn wait(child: std::process::Child) -> (i32, u64) {
 fn a_run_in_a_memory_cgroup_holds_its_limit_without_the_flag() {
     let cgroup = Cgroup::create(LIMIT).unwrap_or_else(|e| panic!("{e}"));
     let data = tempfile::tempdir().unwrap();
-    gen_backups(
-        data.path(),
-        &[
-            "--rows",
-            "1200000",
-            "--days",
-            "2",
-            "--sources",
-            "2",
-            "--seed",
-            "7",
-        ],
-    );
+    gen_backups(data.path(), TWO_SOURCES_OF_600K_ROWS);
     let unlimited = tempfile::tempdir().unwrap();
     migrate()
         .arg("--backups")

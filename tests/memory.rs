@@ -125,19 +125,7 @@ fn runs_hold_256_and_512_mib_and_write_what_an_unlimited_run_writes() {
     // both partitions) are split at both limits, the first's at 256 MiB; unlimited, the run
     // peaked at 537 MiB before the budget held extraction and the split units' merge.
     let data = tempfile::tempdir().unwrap();
-    common::gen_backups(
-        data.path(),
-        &[
-            "--rows",
-            "1200000",
-            "--days",
-            "2",
-            "--sources",
-            "2",
-            "--seed",
-            "7",
-        ],
-    );
+    common::gen_backups(data.path(), common::TWO_SOURCES_OF_600K_ROWS);
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("log");
     let unlimited = work.path().join("unlimited");

@@ -3,6 +3,7 @@
 //! with their count in the title; no label cut at the edge.
 
 mod common;
+mod handmade;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -328,37 +329,20 @@ fn series_at_lags_are_drawn_against_the_latest_values() {
 /// Backups of one daily series from 2020-03-01 to the day before each backup (2020-11-27 to
 /// 2020-11-29), its last week revised in every backup: a real series' shape, months long.
 fn write_long_series(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
     let start = chrono::NaiveDate::from_ymd_opt(2020, 3, 1).unwrap();
     for (version, day) in [27, 28, 29].into_iter().enumerate() {
         let backup = chrono::NaiveDate::from_ymd_opt(2020, 11, day).unwrap();
-        let mut sql = String::from(
-            "CREATE TABLE `covidcast` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  \
-             `source` varchar(32) NOT NULL,\n  `signal` varchar(64) NOT NULL,\n  \
-             `time_type` varchar(12) NOT NULL,\n  `geo_type` varchar(12) NOT NULL,\n  \
-             `time_value` int(11) NOT NULL,\n  `geo_value` varchar(12) NOT NULL,\n  \
-             `value_updated_timestamp` int(11) NOT NULL,\n  `value` double DEFAULT NULL,\n  \
-             `stderr` double DEFAULT NULL,\n  `sample_size` double DEFAULT NULL,\n  \
-             `direction_updated_timestamp` int(11) NOT NULL,\n  `direction` int(11) DEFAULT NULL,\n  \
-             PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\nINSERT INTO `covidcast` VALUES ",
-        );
-        let rows: Vec<String> = (start.iter_days().take_while(|d| *d < backup))
+        let rows: Vec<handmade::Row> = (start.iter_days().take_while(|d| *d < backup))
             .enumerate()
             .map(|(i, d)| {
                 let age = (backup - d).num_days();
                 let revised = if age <= 7 { version as f64 * 3.0 } else { 0.0 };
                 let value = 50.0 + (i as f64 / 9.0).sin() * 20.0 + revised;
-                format!(
-                    "({},'src','sig','day','county',{},'42003',1,{value},NULL,NULL,1,NULL)",
-                    i + 1,
-                    d.format("%Y%m%d")
-                )
+                let time_value = d.format("%Y%m%d").to_string().parse().unwrap();
+                ("sig", "day", time_value, "42003", value)
             })
             .collect();
-        sql += &rows.join(",");
-        sql += ";\n";
-        let name = format!("just_covidcast_{}_database.sql", backup.format("%Y%m%d"));
-        std::fs::write(dir.join(name), sql).unwrap();
+        handmade::write_backup(dir, &backup.format("%Y%m%d").to_string(), &rows);
     }
 }
 

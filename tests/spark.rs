@@ -53,16 +53,6 @@ const SERIES_FLAGS: [&str; 4] = [
     "csv",
 ];
 
-/// The flags of a migration of fixtures/types/readings, a table of every column type.
-const READINGS: [&str; 6] = [
-    "--table",
-    "readings",
-    "--pattern",
-    r"^readings_(?P<date>\d{8})\.sql\.gz$",
-    "--key",
-    "source,time_type,time_value,item,serial,lot",
-];
-
 /// Everything the tests compare, made once: local runs, extracts, and every Spark job.
 struct Prepared {
     base: PathBuf,

@@ -23,16 +23,6 @@ fn expected_file(name: &str) -> PathBuf {
     types_dir("expected").join(name)
 }
 
-/// The flags of a migration of `readings`.
-const READINGS: [&str; 6] = [
-    "--table",
-    "readings",
-    "--pattern",
-    r"^readings_(?P<date>\d{8})\.sql\.gz$",
-    "--key",
-    "source,time_type,time_value,item,serial,lot",
-];
-
 /// The flags of a migration of `prices`: no time column.
 const PRICES: [&str; 8] = [
     "--table",

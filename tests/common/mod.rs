@@ -530,3 +530,25 @@ pub fn first_fixtures(dir: &Path, n: usize) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// The flags of a migration of fixtures/types/readings, a table of every column type.
+pub const READINGS: [&str; 6] = [
+    "--table",
+    "readings",
+    "--pattern",
+    r"^readings_(?P<date>\d{8})\.sql\.gz$",
+    "--key",
+    "source,time_type,time_value,item,serial,lot",
+];
+
+/// `gen_backups` arguments of the memory tests: 2 backups of 2 sources of 600,000 rows.
+pub const TWO_SOURCES_OF_600K_ROWS: &[&str] = &[
+    "--rows",
+    "1200000",
+    "--days",
+    "2",
+    "--sources",
+    "2",
+    "--seed",
+    "7",
+];
