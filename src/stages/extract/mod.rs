@@ -8,6 +8,7 @@ pub mod source;
 pub mod sql_size;
 
 mod csv;
+mod dictionary;
 pub mod fingerprint;
 mod numbers;
 pub mod parquet;

@@ -6,17 +6,23 @@
 //! Rows are buffered per file in batches of a fixed size, each written as a row group, so
 //! memory stays flat whatever the size of the dump.
 
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 
 use anyhow::Result;
-use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
-    BinaryChunkedBuilder, ChunkedBuilder, Column, DataFrame, DataType, Field, Float64Type,
-    Int64Type, IntoColumn, ParquetCompression, ParquetWriter, PlSmallStr, PrimitiveChunkedBuilder,
-    Schema, StatisticsOptions, StringChunkedBuilder, UInt64Chunked, UInt64Type,
+    ArrayRef, BinaryChunkedBuilder, ChunkedBuilder, CompatLevel, DataType, Field, Float64Type,
+    Int64Type, PlSmallStr, PrimitiveChunkedBuilder, Schema, SchemaExt, UInt64Type,
+};
+use polars_arrow::array::PrimitiveArray;
+use polars_arrow::datatypes::ArrowSchemaRef;
+use polars_arrow::record_batch::RecordBatchT;
+use polars_io::parquet::write::{ParquetCompression, StatisticsOptions};
+use polars_parquet::write::{
+    row_group_iter, to_parquet_schema, Encoding, FileWriter, ParquetType, Version, WriteOptions,
 };
 
 use super::csv::{binary_for_number, number_for_binary};
+use super::dictionary::DictionaryColumn;
 use super::fingerprint::{self, KeyFingerprint};
 use super::numbers::parse_unsigned;
 use super::numbers::{parse_decimal, parse_integer};
@@ -31,13 +37,14 @@ use super::Sink;
 /// of them together reach the extract's share).
 const BATCH_ROWS: usize = 1 << 16;
 
-/// What a value takes in a builder: a view of 16 bytes for text and binary (their bytes too
-/// when longer than the 12 a view holds), 8 for a number, a bit of validity.
+/// What a value takes in a builder: 8 bytes for a number, a view of 16 bytes for binary
+/// (its bytes too when longer than the 12 a view holds), a bit of validity. Text columns
+/// count their own (`DictionaryColumn::bytes`).
 fn buffered_bytes(kind: FieldKind, bytes: &[u8], column: ColumnKind) -> usize {
     match (kind, column) {
         (FieldKind::Null, _) => 1,
-        (_, ColumnKind::Text | ColumnKind::Binary) if bytes.len() > 12 => 16 + bytes.len(),
-        (_, ColumnKind::Text | ColumnKind::Binary) => 16,
+        (_, ColumnKind::Binary) if bytes.len() > 12 => 16 + bytes.len(),
+        (_, ColumnKind::Binary) => 16,
         _ => 8,
     }
 }
@@ -66,13 +73,13 @@ pub fn stored_schema(layout: &Layout) -> Schema {
 }
 
 enum Builder {
-    Text(StringChunkedBuilder),
+    /// Text, the dates, and decimals (their canonical text, made in the buffer).
+    Text(DictionaryColumn),
+    Decimal(DictionaryColumn, u8, Vec<u8>),
     Integer(PrimitiveChunkedBuilder<Int64Type>),
     Float(PrimitiveChunkedBuilder<Float64Type>),
     Binary(BinaryChunkedBuilder),
     Unsigned(PrimitiveChunkedBuilder<UInt64Type>),
-    /// The canonical text at the scale, made in the buffer.
-    Decimal(StringChunkedBuilder, u8, Vec<u8>),
 }
 
 impl Builder {
@@ -85,13 +92,11 @@ impl Builder {
             ColumnKind::Unsigned => {
                 Builder::Unsigned(PrimitiveChunkedBuilder::new(name, BATCH_ROWS))
             }
-            ColumnKind::Decimal { scale } => Builder::Decimal(
-                StringChunkedBuilder::new(name, BATCH_ROWS),
-                scale,
-                Vec::new(),
-            ),
+            ColumnKind::Decimal { scale } => {
+                Builder::Decimal(DictionaryColumn::default(), scale, Vec::new())
+            }
             ColumnKind::Text | ColumnKind::Date | ColumnKind::DateTime | ColumnKind::Timestamp => {
-                Builder::Text(StringChunkedBuilder::new(name, BATCH_ROWS))
+                Builder::Text(DictionaryColumn::default())
             }
         }
     }
@@ -107,12 +112,11 @@ impl Builder {
     ) -> Result<(), String> {
         if kind == FieldKind::Null {
             match self {
-                Builder::Text(b) => b.append_null(),
+                Builder::Text(b) | Builder::Decimal(b, _, _) => b.push_null(),
                 Builder::Integer(b) => b.append_null(),
                 Builder::Float(b) => b.append_null(),
                 Builder::Binary(b) => b.append_null(),
                 Builder::Unsigned(b) => b.append_null(),
-                Builder::Decimal(b, _, _) => b.append_null(),
             }
             if let Some(key) = key {
                 key.null();
@@ -137,7 +141,7 @@ impl Builder {
                 return Err(binary_for_number(bytes))
             }
             Builder::Text(b) => {
-                b.append_value(text(bytes, ascii)?);
+                b.push(text(bytes, ascii)?);
                 if let Some(key) = key {
                     key.text(bytes);
                 }
@@ -166,7 +170,7 @@ impl Builder {
             Builder::Decimal(b, scale, canonical) => {
                 canonical_decimal(bytes, *scale, canonical)?;
                 // SAFETY: the canonical text is made of ASCII digits, `-` and `.` only.
-                b.append_value(unsafe { std::str::from_utf8_unchecked(canonical) });
+                b.push(unsafe { std::str::from_utf8_unchecked(canonical) });
                 if let Some(key) = key {
                     key.text(canonical);
                 }
@@ -175,14 +179,33 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(self) -> Column {
+    /// What the text columns hold (the others are counted per value by `buffered_bytes`).
+    fn text_bytes(&self) -> usize {
         match self {
-            Builder::Text(b) => b.finish().into_column(),
-            Builder::Integer(b) => b.finish().into_column(),
-            Builder::Float(b) => b.finish().into_column(),
-            Builder::Binary(b) => b.finish().into_column(),
-            Builder::Unsigned(b) => b.finish().into_column(),
-            Builder::Decimal(b, _, _) => b.finish().into_column(),
+            Builder::Text(b) | Builder::Decimal(b, _, _) => b.bytes(),
+            _ => 0,
+        }
+    }
+
+    /// The column's rows as one array, and the encoding to write it with. Text is a
+    /// dictionary already; doubles are written plain, as polars' writer did after estimating
+    /// their distinct values (a HyperLogLog pass, a hash per value): measured values rarely
+    /// repeat. Integers are left to polars' writer, which dictionary-encodes those in a
+    /// narrow range from a bitmap, cheaply, and the others when they repeat (timestamps).
+    fn finish(self) -> (ArrayRef, Encoding) {
+        fn array<T: polars::prelude::PolarsDataType>(
+            column: polars::prelude::ChunkedArray<T>,
+        ) -> ArrayRef {
+            column.rechunk().chunks()[0].clone()
+        }
+        match self {
+            Builder::Text(mut b) | Builder::Decimal(mut b, _, _) => {
+                (b.finish(), Encoding::RleDictionary)
+            }
+            Builder::Integer(b) => (array(b.finish()), Encoding::RleDictionary),
+            Builder::Float(b) => (array(b.finish()), Encoding::Plain),
+            Builder::Binary(b) => (array(b.finish()), Encoding::RleDictionary),
+            Builder::Unsigned(b) => (array(b.finish()), Encoding::RleDictionary),
         }
     }
 }
@@ -210,12 +233,17 @@ fn text(bytes: &[u8], ascii: bool) -> Result<&str, String> {
 }
 
 pub(super) struct ParquetPartition {
-    writer: BatchedWriter<BufWriter<Sink>>,
+    writer: FileWriter<BufWriter<Sink>>,
+    /// The file's Arrow schema (text as `Utf8View`: the dictionaries' pages are those of a
+    /// string column, and readers see strings) and its Parquet columns.
+    schema: ArrowSchemaRef,
+    fields: Vec<ParquetType>,
+    options: WriteOptions,
     builders: Vec<Builder>,
     key: KeyFingerprint,
     fingerprints: Vec<u64>,
     rows: usize,
-    /// What the rows not yet written take in memory, about (`buffered_bytes`).
+    /// What the rows not yet written take in memory, about (`buffered_bytes`), text aside.
     buffered: usize,
     layout: Layout,
 }
@@ -223,18 +251,29 @@ pub(super) struct ParquetPartition {
 impl ParquetPartition {
     /// `name` is the file's, for errors.
     pub(super) fn create(sink: Sink, name: &str, layout: &Layout) -> Result<Self, String> {
-        // Not parallel: extraction already keeps the cores busy, and its threads are not
-        // polars'. LZ4 and no statistics: zstd and min/max cost 18% of extraction's CPU
-        // (measured), for 18% of the SQL's size on disk instead of 15%; nothing reads the
-        // statistics (the diff reads whole files).
-        let writer = ParquetWriter::new(BufWriter::with_capacity(256 << 10, sink))
-            .with_compression(ParquetCompression::Lz4Raw)
-            .with_statistics(StatisticsOptions::empty())
-            .set_parallel(false)
-            .batched(&file_schema(layout))
-            .map_err(|e| format!("cannot create {name}: {e}"))?;
+        // LZ4 and no statistics: zstd and min/max cost 18% of extraction's CPU (measured),
+        // for 18% of the SQL's size on disk instead of 15%; nothing reads the statistics
+        // (the diff reads whole files). One thread: extraction already keeps the cores busy.
+        let options = WriteOptions {
+            statistics: StatisticsOptions::empty(),
+            compression: ParquetCompression::Lz4Raw.into(),
+            version: Version::V1,
+            data_page_size: None,
+        };
+        let create = || -> Result<_> {
+            let schema = file_schema(layout).to_arrow(CompatLevel::newest());
+            let fields = to_parquet_schema(&schema)?.fields().to_vec();
+            let out = BufWriter::with_capacity(256 << 10, sink);
+            let writer = FileWriter::try_new(out, schema.clone(), options)?;
+            Ok((writer, schema.into(), fields))
+        };
+        let (writer, schema, fields) =
+            create().map_err(|e| format!("cannot create {name}: {e}"))?;
         Ok(ParquetPartition {
             writer,
+            schema,
+            fields,
+            options,
             builders: new_builders(layout),
             key: KeyFingerprint::default(),
             fingerprints: Vec::with_capacity(BATCH_ROWS),
@@ -272,7 +311,7 @@ impl ParquetPartition {
 
     /// What the rows not yet written take in memory, about.
     pub(super) fn buffered(&self) -> usize {
-        self.buffered
+        self.buffered + self.builders.iter().map(Builder::text_bytes).sum::<usize>()
     }
 
     /// Writes the rows buffered as a row group.
@@ -281,13 +320,21 @@ impl ParquetPartition {
             return Ok(());
         }
         let builders = std::mem::replace(&mut self.builders, new_builders(&self.layout));
-        let mut columns: Vec<Column> = builders.into_iter().map(Builder::finish).collect();
+        let (mut arrays, mut encodings): (Vec<ArrayRef>, Vec<Vec<Encoding>>) = builders
+            .into_iter()
+            .map(|builder| {
+                let (array, encoding) = builder.finish();
+                (array, vec![encoding])
+            })
+            .unzip();
         let fingerprints =
             std::mem::replace(&mut self.fingerprints, Vec::with_capacity(BATCH_ROWS));
-        columns
-            .push(UInt64Chunked::from_vec(fingerprint::COLUMN.into(), fingerprints).into_column());
-        let batch = DataFrame::new(self.rows, columns)?;
-        self.writer.write_batch(&batch)?;
+        // Fingerprints are all distinct, or nearly: plain.
+        arrays.push(PrimitiveArray::from_vec(fingerprints).boxed());
+        encodings.push(vec![Encoding::Plain]);
+        let batch = RecordBatchT::try_new(self.rows, self.schema.clone(), arrays)?;
+        let columns = row_group_iter(batch, encodings.into(), self.fields.clone(), self.options);
+        self.writer.write(self.rows as u64, columns)?;
         self.rows = 0;
         self.buffered = 0;
         Ok(())
@@ -296,7 +343,8 @@ impl ParquetPartition {
     pub(super) fn finish(mut self) -> Result<()> {
         self.flush()?;
         // Writes the footer and flushes the buffer.
-        self.writer.finish()?;
+        self.writer.end(None)?;
+        self.writer.into_inner().flush()?;
         Ok(())
     }
 }
