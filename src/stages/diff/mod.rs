@@ -23,7 +23,9 @@ use crate::stages::diff::file_read::RowPredicate;
 use crate::stages::extract::fingerprint;
 use crate::values::binary;
 
+mod key_order;
 mod pairs;
+use self::key_order::key_order;
 use self::pairs::{pair_by_fingerprint, Pairs};
 
 const OLD_SUFFIX: &str = "__old";
@@ -413,17 +415,14 @@ fn diff_on_fingerprints(
     layout: &Layout,
 ) -> Result<Option<DiffResult>> {
     let rows = new.height();
-    let stored: Vec<Expr> = layout.names().map(col).collect();
+    let names: Vec<&str> = layout.names().collect();
     let Some(old) = old else {
         let distinct = new.column(fingerprint::COLUMN)?.n_unique()?;
         if distinct != rows {
             return Ok(None);
         }
-        let mut selected = stored;
-        selected.push(lit(true).alias(ADDED));
-        let issues = sort_by_key(new.clone().lazy(), layout)
-            .select(selected)
-            .collect()?;
+        let mut issues = sorted_by_key(new.select(names)?, layout)?;
+        issues.with_column(Column::new_scalar(ADDED.into(), true.into(), rows))?;
         return Ok(Some(DiffResult {
             added: issues.height(),
             changed: 0,
@@ -448,7 +447,6 @@ fn diff_on_fingerprints(
         .unzip();
     // Issue rows: the added ones, then the changed ones (sorted by key below).
     let added = pairs.added.len();
-    let names: Vec<&str> = layout.names().collect();
     let issue_rows = [pairs.added.as_slice(), &changed_new].concat();
     let mut issues = gather(new, &names, &issue_rows)?;
     let is_added = BooleanChunked::from_iter_values(
@@ -464,9 +462,8 @@ fn diff_on_fingerprints(
         let previous = old.column(VALUE)?.take(&earlier_rows)?;
         issues.with_column(previous.with_name(PREVIOUS_VALUE.into()))?;
     }
-    let issues = sort_by_key(issues.lazy(), layout).collect()?;
-    let removed = gather(old, &names, &pairs.removed)?;
-    let removed = sort_by_key(removed.lazy(), layout).collect()?;
+    let issues = sorted_by_key(issues, layout)?;
+    let removed = sorted_by_key(gather(old, &names, &pairs.removed)?, layout)?;
     Ok(Some(DiffResult {
         changed: changed_new.len(),
         added,
@@ -639,6 +636,15 @@ pub fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
         })
         .collect();
     frame.sort_by_exprs(by, SortMultipleOptions::default().with_maintain_order(true))
+}
+
+/// `frame` in the order `sort_by_key` gives: ranked on integers where the key allows
+/// (`key_order.rs`), else by polars.
+fn sorted_by_key(frame: DataFrame, layout: &Layout) -> Result<DataFrame> {
+    match key_order(&frame, layout) {
+        Some(order) => Ok(frame.take(&order)?),
+        None => Ok(sort_by_key(frame.lazy(), layout).collect()?),
+    }
 }
 
 /// Casts categorical columns to strings, for the writers downstream.

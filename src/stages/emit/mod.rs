@@ -540,9 +540,11 @@ mod tests {
 
     #[test]
     fn sql_strings_are_escaped() {
+        let mut escaped = Vec::new();
+        write_sql_escaped(&mut escaped, "it's a \\ \"q\"\n\0\r\x1aé".as_bytes()).unwrap();
         assert_eq!(
-            sql_escape("it's a \\ \"q\"\n\0"),
-            "it\\'s a \\\\ \\\"q\\\"\\n\\0"
+            String::from_utf8(escaped).unwrap(),
+            "it\\'s a \\\\ \\\"q\\\"\\n\\0\\r\\Zé"
         );
     }
 

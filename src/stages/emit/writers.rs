@@ -177,7 +177,7 @@ pub(super) fn write_sql_tuple<'a>(
             Cell::Null => out.write_all(b"NULL")?,
             Cell::Text(text) => {
                 out.write_all(b"'")?;
-                out.write_all(sql_escape(text).as_bytes())?;
+                write_sql_escaped(out, text.as_bytes())?;
                 out.write_all(b"'")?;
             }
             Cell::Integer(v) => out.write_all(itoa::Buffer::new().format(v).as_bytes())?,
@@ -193,25 +193,33 @@ pub(super) fn write_sql_tuple<'a>(
     Ok(())
 }
 
-/// Escapes a string for a single-quoted MariaDB literal, as mariadb-dump does. Most text
-/// has nothing to escape and is written as it is.
-pub(super) fn sql_escape(text: &str) -> std::borrow::Cow<'_, str> {
-    const SPECIAL: [char; 7] = ['\\', '\'', '"', '\0', '\n', '\r', '\x1a'];
-    if !text.contains(SPECIAL) {
-        return text.into();
-    }
-    let mut escaped = String::with_capacity(text.len() + 2);
-    for c in text.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '\'' => escaped.push_str("\\'"),
-            '"' => escaped.push_str("\\\""),
-            '\0' => escaped.push_str("\\0"),
-            '\n' => escaped.push_str("\\n"),
-            '\r' => escaped.push_str("\\r"),
-            '\x1a' => escaped.push_str("\\Z"),
-            c => escaped.push(c),
+/// The escape of each byte in a single-quoted MariaDB literal (as mariadb-dump writes it),
+/// or 0 for a byte written as it is. Every such byte is ASCII, so UTF-8 text is escaped
+/// byte by byte.
+const SQL_ESCAPES: [u8; 256] = {
+    let mut escapes = [0u8; 256];
+    escapes[b'\\' as usize] = b'\\';
+    escapes[b'\'' as usize] = b'\'';
+    escapes[b'"' as usize] = b'"';
+    escapes[0] = b'0';
+    escapes[b'\n' as usize] = b'n';
+    escapes[b'\r' as usize] = b'r';
+    escapes[0x1a] = b'Z';
+    escapes
+};
+
+/// Writes text escaped for a single-quoted MariaDB literal: runs with nothing to escape
+/// are written whole (most text is one such run).
+pub(super) fn write_sql_escaped(out: &mut (impl Write + ?Sized), text: &[u8]) -> Result<()> {
+    let mut start = 0;
+    for (i, &byte) in text.iter().enumerate() {
+        let escape = SQL_ESCAPES[byte as usize];
+        if escape != 0 {
+            out.write_all(&text[start..i])?;
+            out.write_all(&[b'\\', escape])?;
+            start = i + 1;
         }
     }
-    escaped.into()
+    out.write_all(&text[start..])?;
+    Ok(())
 }
