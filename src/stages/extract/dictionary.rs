@@ -23,20 +23,31 @@ pub(super) struct DictionaryColumn {
     validity: Option<MutableBitmap>,
     /// The index of the last value pushed: consecutive rows often repeat a value.
     last: Option<u32>,
-    /// What the column holds, about: 4 bytes per row, and each distinct value twice (in
-    /// `values` and as a key of `index`) with their overhead.
-    bytes: usize,
+}
+
+/// What a row takes in memory: its key.
+const ROW_BYTES: usize = 4;
+
+/// What a distinct value takes beyond its row's key, about: its bytes twice (in `values`
+/// and as a key of `index`), a view and a hash table entry.
+fn distinct_bytes(value: &str) -> usize {
+    2 * value.len() + 64
 }
 
 impl DictionaryColumn {
-    pub(super) fn push(&mut self, value: &str) {
+    /// Appends a value; returns the bytes of memory it added, about.
+    pub(super) fn push(&mut self, value: &str) -> usize {
         let bytes = value.as_bytes();
+        let mut added = ROW_BYTES;
         let key = match self.last {
             Some(key) if self.values.value(key as usize).as_bytes() == bytes => key,
             _ => {
                 let key = match self.index.get(bytes) {
                     Some(&key) => key,
-                    None => self.insert(value),
+                    None => {
+                        added += distinct_bytes(value);
+                        self.insert(value)
+                    }
                 };
                 self.last = Some(key);
                 key
@@ -46,29 +57,24 @@ impl DictionaryColumn {
         if let Some(validity) = &mut self.validity {
             validity.push(true);
         }
-        self.bytes += 4;
+        added
     }
 
     fn insert(&mut self, value: &str) -> u32 {
         let key = self.values.len() as u32;
         self.values.push_value(value);
         self.index.insert(value.as_bytes().into(), key);
-        self.bytes += 2 * value.len() + 64;
         key
     }
 
-    pub(super) fn push_null(&mut self) {
+    /// Appends a NULL; returns the bytes of memory it added.
+    pub(super) fn push_null(&mut self) -> usize {
         let rows = self.keys.len();
         self.validity
             .get_or_insert_with(|| MutableBitmap::from_len_set(rows))
             .push(false);
         self.keys.push(0);
-        self.bytes += 4;
-    }
-
-    /// What the column holds in memory, about.
-    pub(super) fn bytes(&self) -> usize {
-        self.bytes
+        ROW_BYTES
     }
 
     /// The rows so far as one array, the column emptied for the next row group.
@@ -98,6 +104,7 @@ mod tests {
     #[test]
     fn values_are_stored_once_and_rows_keep_their_order_and_nulls() {
         let mut column = DictionaryColumn::default();
+        let mut seen = Vec::new();
         for value in [
             Some("b"),
             Some("b"),
@@ -107,10 +114,14 @@ mod tests {
             None,
             Some("a"),
         ] {
-            match value {
+            let added = match value {
                 Some(value) => column.push(value),
                 None => column.push_null(),
-            }
+            };
+            // A value seen before, or NULL, costs its row's key only.
+            let new = value.is_some_and(|v| !seen.contains(&v));
+            assert_eq!(added > ROW_BYTES, new);
+            seen.extend(value);
         }
         let array = column.finish();
         let array = array

@@ -37,9 +37,9 @@ use super::Sink;
 /// of them together reach the extract's share).
 const BATCH_ROWS: usize = 1 << 16;
 
-/// What a value takes in a builder: 8 bytes for a number, a view of 16 bytes for binary
-/// (its bytes too when longer than the 12 a view holds), a bit of validity. Text columns
-/// count their own (`DictionaryColumn::bytes`).
+/// What a value takes in a builder of numbers or binary: 8 bytes for a number, a view of
+/// 16 bytes for binary (its bytes too when longer than the 12 a view holds), a bit of
+/// validity. Text columns count their own (`DictionaryColumn::push`).
 fn buffered_bytes(kind: FieldKind, bytes: &[u8], column: ColumnKind) -> usize {
     match (kind, column) {
         (FieldKind::Null, _) => 1,
@@ -101,18 +101,21 @@ impl Builder {
         }
     }
 
-    /// Appends one value; a key column's value also goes into the row's `key`.
+    /// Appends one value, and returns what it takes in memory, about; a key column's
+    /// value also goes into the row's `key`.
     /// `ascii`: the whole row is ASCII, so text needs no UTF-8 check.
     fn push(
         &mut self,
         kind: FieldKind,
         bytes: &[u8],
+        column: ColumnKind,
         ascii: bool,
         key: Option<&mut KeyFingerprint>,
-    ) -> Result<(), String> {
+    ) -> Result<usize, String> {
+        let mut buffered = buffered_bytes(kind, bytes, column);
         if kind == FieldKind::Null {
             match self {
-                Builder::Text(b) | Builder::Decimal(b, _, _) => b.push_null(),
+                Builder::Text(b) | Builder::Decimal(b, _, _) => buffered = b.push_null(),
                 Builder::Integer(b) => b.append_null(),
                 Builder::Float(b) => b.append_null(),
                 Builder::Binary(b) => b.append_null(),
@@ -121,7 +124,7 @@ impl Builder {
             if let Some(key) = key {
                 key.null();
             }
-            return Ok(());
+            return Ok(buffered);
         }
         let not_a_number = || format!("{:?} is not a number", String::from_utf8_lossy(bytes));
         match self {
@@ -141,7 +144,7 @@ impl Builder {
                 return Err(binary_for_number(bytes))
             }
             Builder::Text(b) => {
-                b.push(text(bytes, ascii)?);
+                buffered = b.push(text(bytes, ascii)?);
                 if let Some(key) = key {
                     key.text(bytes);
                 }
@@ -170,21 +173,13 @@ impl Builder {
             Builder::Decimal(b, scale, canonical) => {
                 canonical_decimal(bytes, *scale, canonical)?;
                 // SAFETY: the canonical text is made of ASCII digits, `-` and `.` only.
-                b.push(unsafe { std::str::from_utf8_unchecked(canonical) });
+                buffered = b.push(unsafe { std::str::from_utf8_unchecked(canonical) });
                 if let Some(key) = key {
                     key.text(canonical);
                 }
             }
         }
-        Ok(())
-    }
-
-    /// What the text columns hold (the others are counted per value by `buffered_bytes`).
-    fn text_bytes(&self) -> usize {
-        match self {
-            Builder::Text(b) | Builder::Decimal(b, _, _) => b.bytes(),
-            _ => 0,
-        }
+        Ok(buffered)
     }
 
     /// The column's rows as one array, and the encoding to write it with. Text is a
@@ -243,7 +238,7 @@ pub(super) struct ParquetPartition {
     key: KeyFingerprint,
     fingerprints: Vec<u64>,
     rows: usize,
-    /// What the rows not yet written take in memory, about (`buffered_bytes`), text aside.
+    /// What the rows not yet written take in memory, about (`Builder::push`).
     buffered: usize,
     layout: Layout,
 }
@@ -293,10 +288,9 @@ impl ParquetPartition {
         let ascii = row.is_ascii();
         for (i, (builder, column)) in self.builders.iter_mut().zip(&layout.columns).enumerate() {
             let (kind, bytes) = row.get(map[i]);
-            self.buffered += buffered_bytes(kind, bytes, column.kind);
             let key = column.is_key.then_some(&mut self.key);
-            builder
-                .push(kind, bytes, ascii, key)
+            self.buffered += builder
+                .push(kind, bytes, column.kind, ascii, key)
                 .map_err(|e| format!("column `{}`: {e}", column.name))?;
         }
         self.fingerprints.push(self.key.finish());
@@ -311,7 +305,7 @@ impl ParquetPartition {
 
     /// What the rows not yet written take in memory, about.
     pub(super) fn buffered(&self) -> usize {
-        self.buffered + self.builders.iter().map(Builder::text_bytes).sum::<usize>()
+        self.buffered
     }
 
     /// Writes the rows buffered as a row group.
