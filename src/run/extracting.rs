@@ -84,7 +84,10 @@ pub fn extract_pending(
                         (finished.send(staged)).map_err(|_| {
                             anyhow!("stopped: finished extracts could not be saved")
                         })?;
-                        release_free_memory();
+                        // As for small diff units (`run::SMALL_UNIT_ROWS`).
+                        if info.rows >= crate::run::SMALL_UNIT_ROWS {
+                            release_free_memory();
+                        }
                         Ok(info)
                     });
                 let line = result.as_ref().ok().map(|info| {

@@ -412,7 +412,11 @@ fn diff_all(
                 finished
                     .send((record.clone(), files))
                     .map_err(|_| anyhow!("stopped: finished units could not be saved"))?;
-                release_free_memory();
+                // A small unit's memory is kept for the next: returning it and faulting it
+                // in again at every unit cost more than its size matters to the budget.
+                if unit.rows >= SMALL_UNIT_ROWS {
+                    release_free_memory();
+                }
                 progress.advance(1);
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     ItemLine {
@@ -471,7 +475,7 @@ fn diff_all(
 
 /// Units with fewer rows than this (both partitions) keep their polars work on their
 /// worker's thread (`diff::on_this_thread`); larger ones use polars' pool.
-const SMALL_UNIT_ROWS: u64 = 250_000;
+pub(crate) const SMALL_UNIT_ROWS: u64 = 250_000;
 
 /// Makes finished units durable, on a thread of its own so that the workers do not wait on
 /// the disk: takes every unit waiting, flushes their files and renames them into place
