@@ -103,17 +103,18 @@ mod tests {
 
     #[test]
     fn values_are_stored_once_and_rows_keep_their_order_and_nulls() {
+        let pushed = [
+            Some("b"),
+            Some("b"),
+            None,
+            Some("a"),
+            Some("b"),
+            None,
+            Some("a"),
+        ];
         let mut column = DictionaryColumn::default();
         let mut seen = Vec::new();
-        for value in [
-            Some("b"),
-            Some("b"),
-            None,
-            Some("a"),
-            Some("b"),
-            None,
-            Some("a"),
-        ] {
+        for value in pushed {
             let added = match value {
                 Some(value) => column.push(value),
                 None => column.push_null(),
@@ -137,18 +138,7 @@ mod tests {
         let rows: Vec<Option<&str>> = (0..array.len())
             .map(|i| array.is_valid(i).then(|| values.value(array.key_value(i))))
             .collect();
-        assert_eq!(
-            rows,
-            [
-                Some("b"),
-                Some("b"),
-                None,
-                Some("a"),
-                Some("b"),
-                None,
-                Some("a")
-            ]
-        );
+        assert_eq!(rows, pushed);
         // Emptied for the next row group.
         assert_eq!(column.finish().len(), 0);
     }
