@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::run::memory_limit::Budget;
 use crate::run::plan::Plan;
 use crate::run::progress::{InOrder, ItemLine, Progress};
-use crate::run::schedule::{extract_share, release_free_memory};
+use crate::run::schedule::{extract_share, release_free_memory, SMALL_UNIT_ROWS};
 use crate::stages::extract::{extract, PartitionInfo};
 use crate::values::bytes::human;
 use crate::workdir::atomic::{StagedDir, COMMIT_QUEUE};
@@ -84,8 +84,8 @@ pub fn extract_pending(
                         (finished.send(staged)).map_err(|_| {
                             anyhow!("stopped: finished extracts could not be saved")
                         })?;
-                        // As for small diff units (`run::SMALL_UNIT_ROWS`).
-                        if info.rows >= crate::run::SMALL_UNIT_ROWS {
+                        // As after diff units: a small extract keeps its freed memory.
+                        if info.rows >= SMALL_UNIT_ROWS {
                             release_free_memory();
                         }
                         Ok(info)

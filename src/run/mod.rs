@@ -26,6 +26,7 @@ use crate::run::plan::{DiffUnit, Plan};
 use crate::run::progress::{ItemLine, Progress};
 use crate::run::schedule::{
     buckets_for, estimate_diff_bytes, merge_batch_rows, release_free_memory, run_within_budget,
+    SMALL_UNIT_ROWS,
 };
 use crate::stages::diff::merge::{write_part, Parts, SortedRows};
 use crate::stages::diff::spark::SparkResult;
@@ -472,10 +473,6 @@ fn diff_all(
     progress.finish();
     Ok((pending, reused))
 }
-
-/// Units with fewer rows than this (both partitions) keep their polars work on their
-/// worker's thread (`diff::on_this_thread`); larger ones use polars' pool.
-pub(crate) const SMALL_UNIT_ROWS: u64 = 250_000;
 
 /// Makes finished units durable, on a thread of its own so that the workers do not wait on
 /// the disk: takes every unit waiting, flushes their files and renames them into place

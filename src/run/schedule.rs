@@ -83,6 +83,11 @@ pub fn merge_batch_rows(budget: u64, buckets: usize) -> usize {
     rows.clamp(1 << 10, 1 << 16) as usize
 }
 
+/// Units with fewer rows than this (both partitions) keep their polars work on their
+/// worker's thread (`diff::on_this_thread`), larger ones use polars' pool; and only after
+/// larger units and extracts is freed memory given back (`release_free_memory`).
+pub const SMALL_UNIT_ROWS: u64 = 250_000;
+
 /// Gives the memory freed since the last call back to the system, so that the resident
 /// memory the scheduler samples (and the cgroup charges) is what is in use, not what the
 /// allocator keeps for later.
