@@ -90,6 +90,12 @@ impl<R: Read> Window<R> {
         self.start += n;
     }
 
+    /// The last `n` bytes consumed: they stay in place until the next `fill_more`.
+    #[inline]
+    pub fn consumed(&self, n: usize) -> &[u8] {
+        &self.data[self.start - n..self.start]
+    }
+
     /// Byte offset of the consumed part's end.
     #[inline]
     pub fn offset(&self) -> u64 {

@@ -5,6 +5,7 @@ mod buffer;
 mod literals;
 mod reader;
 mod schema;
+mod swar;
 mod values;
 
 pub use buffer::Position;

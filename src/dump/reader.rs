@@ -6,7 +6,7 @@ use std::io::Read;
 
 use super::buffer::{Position, Window, WindowFull};
 use super::schema::{parse_create_table, parse_insert_head, InsertHead, TableDef};
-use super::values::{parse_tuple, Row, TupleError};
+use super::values::{parse_tuple, Fields, Row, TupleError};
 
 /// The longest statement head or single row the reader accepts.
 pub const MAX_STATEMENT_BYTES: usize = 256 << 20;
@@ -17,7 +17,7 @@ pub enum Event<'a> {
     CreateTable(TableDef),
     /// An INSERT begins; its rows follow as `Row` events.
     Insert(InsertHead),
-    Row(&'a Row),
+    Row(Row<'a>),
     /// Any other statement, without its `;`: only from a reader made `with_statements`.
     Statement(String),
 }
@@ -54,7 +54,9 @@ enum State {
 pub struct DumpReader<R> {
     window: Window<R>,
     state: State,
-    row: Row,
+    row: Fields,
+    /// The length of the last tuple parsed, which ends where the window's unread bytes start.
+    tuple_len: usize,
     /// Whether statements other than INSERT and CREATE TABLE are handed out, not skipped.
     statements: bool,
 }
@@ -76,7 +78,8 @@ impl<R: Read> DumpReader<R> {
         DumpReader {
             window: Window::new(reader, max_statement),
             state: State::BetweenStatements,
-            row: Row::default(),
+            row: Fields::default(),
+            tuple_len: 0,
             statements: false,
         }
     }
@@ -113,7 +116,8 @@ impl<R: Read> DumpReader<R> {
                 State::BeforeTuple => {
                     self.parse_next_tuple()?;
                     self.state = State::AfterTuple;
-                    return Ok(Some(Event::Row(&self.row)));
+                    let tuple = self.window.consumed(self.tuple_len);
+                    return Ok(Some(Event::Row(self.row.row(tuple))));
                 }
                 State::AfterTuple => self.after_tuple()?,
             }
@@ -265,6 +269,7 @@ impl<R: Read> DumpReader<R> {
                 Some(start) => match parse_tuple(&bytes[start..], &mut self.row) {
                     Ok(used) => {
                         self.window.consume(start + used);
+                        self.tuple_len = used;
                         return Ok(());
                     }
                     Err(TupleError::Invalid { at, what }) => {

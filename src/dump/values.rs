@@ -3,6 +3,7 @@
 //! in the differential tests.
 
 use super::literals::{self, Literal, Token};
+use super::swar;
 
 /// What a field was written as in the dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,40 +22,29 @@ pub enum FieldKind {
 #[derive(Debug, Clone, Copy)]
 struct Field {
     kind: FieldKind,
+    start: usize,
     end: usize,
+    /// The bytes are in `Fields::data` (unescaped or decoded), not in the tuple as written.
+    copied: bool,
 }
 
-/// One row's fields, unescaped into one reused buffer.
+/// One row's fields, as places in the tuple's bytes: most values are read where the dump
+/// spells them; only those whose bytes differ from their spelling (strings with escapes, hex
+/// and bit literals) are copied, into one reused buffer. Copying every value cost more than
+/// a tenth of extraction (many small `memcpy` calls).
 #[derive(Debug, Default)]
-pub struct Row {
+pub struct Fields {
     data: Vec<u8>,
     fields: Vec<Field>,
 }
 
-impl Row {
-    pub fn len(&self) -> usize {
-        self.fields.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
-    }
-
-    /// The kind and the (unescaped) bytes of field `i`.
-    #[inline]
-    pub fn get(&self, i: usize) -> (FieldKind, &[u8]) {
-        let start = if i == 0 { 0 } else { self.fields[i - 1].end };
-        let field = self.fields[i];
-        (field.kind, &self.data[start..field.end])
-    }
-
-    /// True when every byte of every field is ASCII (so every field is valid UTF-8).
-    pub fn is_ascii(&self) -> bool {
-        self.data.is_ascii()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (FieldKind, &[u8])> + '_ {
-        (0..self.len()).map(|i| self.get(i))
+impl Fields {
+    /// The row these fields make of `input`, the tuple they were parsed from.
+    pub fn row<'a>(&'a self, input: &'a [u8]) -> Row<'a> {
+        Row {
+            fields: self,
+            input,
+        }
     }
 
     fn clear(&mut self) {
@@ -62,11 +52,64 @@ impl Row {
         self.fields.clear();
     }
 
-    fn push(&mut self, kind: FieldKind) {
+    /// A value whose bytes are the input's `start..end`, as written.
+    #[inline]
+    fn push_spelled(&mut self, kind: FieldKind, start: usize, end: usize) {
         self.fields.push(Field {
             kind,
-            end: self.data.len(),
+            start,
+            end,
+            copied: false,
         });
+    }
+
+    /// A value whose bytes are `data[start..]`, written there by the caller.
+    fn push_copied(&mut self, kind: FieldKind, start: usize) {
+        self.fields.push(Field {
+            kind,
+            start,
+            end: self.data.len(),
+            copied: true,
+        });
+    }
+}
+
+/// One row of values: the fields of a tuple, and the tuple's bytes they point into.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    fields: &'a Fields,
+    input: &'a [u8],
+}
+
+impl<'a> Row<'a> {
+    pub fn len(&self) -> usize {
+        self.fields.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.fields.is_empty()
+    }
+
+    /// The kind and the (unescaped) bytes of field `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> (FieldKind, &'a [u8]) {
+        let field = self.fields.fields[i];
+        let bytes = if field.copied {
+            &self.fields.data[field.start..field.end]
+        } else {
+            &self.input[field.start..field.end]
+        };
+        (field.kind, bytes)
+    }
+
+    /// True when every byte of every field is ASCII (so every field is valid UTF-8): the
+    /// tuple as written is, and so are the copied values.
+    pub fn is_ascii(&self) -> bool {
+        self.input.is_ascii() && self.fields.data.is_ascii()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (FieldKind, &'a [u8])> + '_ {
+        (0..self.len()).map(|i| self.get(i))
     }
 }
 
@@ -84,8 +127,9 @@ fn is_space(b: u8) -> bool {
 }
 
 /// Parses the tuple at the start of `input` (which must begin with `(`) into `row`, and
-/// returns how many bytes it spans, closing parenthesis included.
-pub fn parse_tuple(input: &[u8], row: &mut Row) -> Result<usize, TupleError> {
+/// returns how many bytes it spans, closing parenthesis included: `row.row(&input[..used])`
+/// is the row.
+pub fn parse_tuple(input: &[u8], row: &mut Fields) -> Result<usize, TupleError> {
     debug_assert_eq!(input.first(), Some(&b'('));
     row.clear();
     let mut pos = skip_space(input, 1)?;
@@ -94,11 +138,7 @@ pub fn parse_tuple(input: &[u8], row: &mut Row) -> Result<usize, TupleError> {
     }
     loop {
         pos = match input[pos] {
-            quote @ (b'\'' | b'"') => {
-                let end = parse_quoted(input, pos, quote, row)?;
-                row.push(FieldKind::Quoted);
-                end
-            }
+            quote @ (b'\'' | b'"') => parse_quoted(input, pos, quote, FieldKind::Quoted, row)?,
             _ => parse_unquoted(input, pos, row)?,
         };
         pos = skip_space(input, pos)?;
@@ -128,16 +168,26 @@ fn skip_space(input: &[u8], mut pos: usize) -> Result<usize, TupleError> {
     }
 }
 
-/// Unescapes the string opening at `open` into the row's data (the caller records the
-/// field) and returns the index just past its closing quote.
-fn parse_quoted(input: &[u8], open: usize, quote: u8, row: &mut Row) -> Result<usize, TupleError> {
-    let mut pos = open + 1;
+/// The string opening at `open` becomes a field of `kind`: read in place, or unescaped into
+/// the row's data when it holds escapes. Returns the index just past its closing quote.
+fn parse_quoted(
+    input: &[u8],
+    open: usize,
+    quote: u8,
+    kind: FieldKind,
+    row: &mut Fields,
+) -> Result<usize, TupleError> {
+    let start = open + 1;
+    let found = find_quote_or_escape(input, start, quote).ok_or(TupleError::Incomplete)?;
+    let next = *input.get(found + 1).ok_or(TupleError::Incomplete)?;
+    if input[found] == quote && next != quote {
+        row.push_spelled(kind, start, found);
+        return Ok(found + 1);
+    }
+    let copied = row.data.len();
+    row.data.extend_from_slice(&input[start..found]);
+    let mut pos = found;
     loop {
-        let Some(found) = memchr::memchr2(quote, b'\\', &input[pos..]) else {
-            return Err(TupleError::Incomplete);
-        };
-        row.data.extend_from_slice(&input[pos..pos + found]);
-        pos += found;
         let next = *input.get(pos + 1).ok_or(TupleError::Incomplete)?;
         if input[pos] == b'\\' {
             row.data.extend_from_slice(unescape(next));
@@ -147,9 +197,30 @@ fn parse_quoted(input: &[u8], open: usize, quote: u8, row: &mut Row) -> Result<u
             row.data.push(quote);
             pos += 2;
         } else {
+            row.push_copied(kind, copied);
             return Ok(pos + 1);
         }
+        let found = find_quote_or_escape(input, pos, quote).ok_or(TupleError::Incomplete)?;
+        row.data.extend_from_slice(&input[pos..found]);
+        pos = found;
     }
+}
+
+/// The index of the first `quote` or backslash at or after `from`: eight bytes a step over
+/// short strings (most of a dump's), `memchr2` once a string runs long.
+#[inline]
+fn find_quote_or_escape(input: &[u8], from: usize, quote: u8) -> Option<usize> {
+    let mut at = from;
+    let short = input.len().min(from + 32);
+    while at + 8 <= short {
+        let word = swar::word_at(input, at);
+        let mask = swar::equal_to(word, quote) | swar::equal_to(word, b'\\');
+        if mask != 0 {
+            return Some(at + swar::first(mask));
+        }
+        at += 8;
+    }
+    memchr::memchr2(quote, b'\\', &input[at..]).map(|i| at + i)
 }
 
 /// MySQL's backslash escapes; `\%` and `\_` keep their backslash, any other escaped byte
@@ -192,7 +263,7 @@ static BARE_STOP: [bool; 256] = {
 };
 
 /// An unquoted value: `NULL`, a number, a hex or bit literal, or an introduced literal.
-fn parse_unquoted(input: &[u8], start: usize, row: &mut Row) -> Result<usize, TupleError> {
+fn parse_unquoted(input: &[u8], start: usize, row: &mut Fields) -> Result<usize, TupleError> {
     let pos = token_end(input, start)?;
     let token = &input[start..pos];
     match literals::classify(token, input[pos]) {
@@ -202,13 +273,12 @@ fn parse_unquoted(input: &[u8], start: usize, row: &mut Row) -> Result<usize, Tu
             } else {
                 FieldKind::Quoted
             };
-            let end = parse_introduced(input, pos, row)?;
-            row.push(kind);
-            return Ok(end);
+            return parse_introduced(input, pos, kind, row);
         }
         Token::Literal(literal) => {
+            let copied = row.data.len();
             let end = parse_binary_literal(input, start, pos, literal, row)?;
-            row.push(FieldKind::Binary);
+            row.push_copied(FieldKind::Binary, copied);
             return Ok(end);
         }
         Token::Other => {}
@@ -226,33 +296,61 @@ fn parse_unquoted(input: &[u8], start: usize, row: &mut Row) -> Result<usize, Tu
         });
     }
     if token.eq_ignore_ascii_case(b"NULL") {
-        row.push(FieldKind::Null);
+        row.push_spelled(FieldKind::Null, pos, pos);
     } else {
-        row.data.extend_from_slice(token);
-        row.push(FieldKind::Bare);
+        row.push_spelled(FieldKind::Bare, start, pos);
     }
     Ok(pos)
 }
 
-/// The index of the byte that ends the unquoted token starting at `start`.
+/// The index of the byte that ends the unquoted token starting at `start`. Eight bytes a
+/// step: every stop byte is below `+` or one of `,` `;` `` ` ``, and no byte of a number is.
 #[inline]
 fn token_end(input: &[u8], start: usize) -> Result<usize, TupleError> {
-    match input[start..].iter().position(|&b| BARE_STOP[b as usize]) {
-        Some(length) => Ok(start + length),
+    let mut at = start;
+    while at + 8 <= input.len() {
+        let word = swar::word_at(input, at);
+        let mask = swar::below(word, b'+')
+            | swar::equal_to(word, b',')
+            | swar::equal_to(word, b';')
+            | swar::equal_to(word, b'`');
+        if mask != 0 {
+            let found = at + swar::first(mask);
+            if BARE_STOP[input[found] as usize] {
+                return Ok(found);
+            }
+            // A byte below `+` that ends nothing (`!`, `#`…): on byte by byte.
+            at = found;
+            break;
+        }
+        at += 8;
+    }
+    match input[at..].iter().position(|&b| BARE_STOP[b as usize]) {
+        Some(length) => Ok(at + length),
         None => Err(TupleError::Incomplete),
     }
 }
 
 /// The literal after a character set introducer that ends at `after` (spaces may come
-/// between): a quoted string, or a hex or bit literal. Its bytes go to the row's data.
-fn parse_introduced(input: &[u8], after: usize, row: &mut Row) -> Result<usize, TupleError> {
+/// between), a field of `kind`: a quoted string, or a hex or bit literal.
+fn parse_introduced(
+    input: &[u8],
+    after: usize,
+    kind: FieldKind,
+    row: &mut Fields,
+) -> Result<usize, TupleError> {
     let start = skip_space(input, after)?;
     if let quote @ (b'\'' | b'"') = input[start] {
-        return parse_quoted(input, start, quote, row);
+        return parse_quoted(input, start, quote, kind, row);
     }
     let pos = token_end(input, start)?;
     match literals::classify(&input[start..pos], input[pos]) {
-        Token::Literal(literal) => parse_binary_literal(input, start, pos, literal, row),
+        Token::Literal(literal) => {
+            let copied = row.data.len();
+            let end = parse_binary_literal(input, start, pos, literal, row)?;
+            row.push_copied(kind, copied);
+            Ok(end)
+        }
         Token::Introducer | Token::Other => Err(TupleError::Invalid {
             at: start,
             what: "a character set introducer (such as _binary) must be followed by a \
@@ -268,7 +366,7 @@ fn parse_binary_literal(
     start: usize,
     pos: usize,
     literal: Literal,
-    row: &mut Row,
+    row: &mut Fields,
 ) -> Result<usize, TupleError> {
     let token = &input[start..pos];
     let invalid = |at: usize, what: &'static str| TupleError::Invalid { at, what };
@@ -331,10 +429,9 @@ mod tests {
     use super::*;
 
     fn parse(input: &str) -> Result<(usize, Vec<(FieldKind, String)>), TupleError> {
-        let mut row = Row::default();
-        let used = parse_tuple(input.as_bytes(), &mut row)?;
-        let fields = row
-            .iter()
+        let mut fields = Fields::default();
+        let used = parse_tuple(input.as_bytes(), &mut fields)?;
+        let fields = (fields.row(&input.as_bytes()[..used]).iter())
             .map(|(kind, bytes)| (kind, String::from_utf8_lossy(bytes).into_owned()))
             .collect();
         Ok((used, fields))
@@ -423,9 +520,10 @@ mod tests {
     }
 
     fn parse_bytes(input: &[u8]) -> Result<Vec<(FieldKind, Vec<u8>)>, TupleError> {
-        let mut row = Row::default();
-        let used = parse_tuple(input, &mut row)?;
+        let mut fields = Fields::default();
+        let used = parse_tuple(input, &mut fields)?;
         assert_eq!(used, input.len(), "{:?}", String::from_utf8_lossy(input));
+        let row = fields.row(input);
         Ok(row.iter().map(|(k, b)| (k, b.to_vec())).collect())
     }
 
@@ -462,7 +560,7 @@ mod tests {
     #[test]
     fn binary_literals_cut_anywhere_ask_for_more() {
         for cut in 1..BINARY_FORMS.len() {
-            let mut row = Row::default();
+            let mut row = Fields::default();
             assert_eq!(
                 parse_tuple(&BINARY_FORMS[..cut], &mut row),
                 Err(TupleError::Incomplete),

@@ -137,7 +137,7 @@ fn sql_to_csv(
                     .on_fields(&columns)
                     .map_err(|e| anyhow!("{}: {e}", path.display()))?;
             }
-            Event::Row(row) if !wanted.matches(row) => {}
+            Event::Row(row) if !wanted.matches(&row) => {}
             Event::Row(row) if codes.iter().any(|&i| row.get(i).1 == deleted.as_bytes()) => {}
             Event::Row(row) => {
                 for (i, (&at, &kind)) in map.iter().zip(&kinds).enumerate() {

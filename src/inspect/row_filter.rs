@@ -187,7 +187,7 @@ enum FieldTest {
 
 impl FieldFilter {
     /// True when the row meets every condition; NULL meets none.
-    pub fn matches(&self, row: &Row) -> bool {
+    pub fn matches(&self, row: &Row<'_>) -> bool {
         self.tests.iter().all(|test| match test {
             FieldTest::OneOf { at, values } => {
                 let (kind, bytes) = row.get(*at);
@@ -232,7 +232,7 @@ mod tests {
         while let Some(event) = reader.next_event().unwrap() {
             match event {
                 Event::Insert(head) => fields = filter.on_fields(&head.columns.unwrap()).unwrap(),
-                Event::Row(row) if fields.matches(row) => {
+                Event::Row(row) if fields.matches(&row) => {
                     kept.push(String::from_utf8(row.get(0).1.to_vec()).unwrap())
                 }
                 _ => {}

@@ -30,7 +30,7 @@ impl CsvPartition {
         &mut self,
         layout: &Layout,
         map: &[usize],
-        row: &Row,
+        row: &Row<'_>,
     ) -> Result<(), String> {
         let out = &mut self.out;
         for (i, column) in layout.columns.iter().enumerate() {

@@ -25,6 +25,19 @@ pub(super) struct DictionaryColumn {
     last: Option<u32>,
 }
 
+/// Slice equality without a call to `memcmp` for short values (most of a dump's text), where
+/// the call cost more than the comparison.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        false
+    } else if a.len() > 16 {
+        a == b
+    } else {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    }
+}
+
 /// What a row takes in memory: its key.
 const ROW_BYTES: usize = 4;
 
@@ -40,7 +53,7 @@ impl DictionaryColumn {
         let bytes = value.as_bytes();
         let mut added = ROW_BYTES;
         let key = match self.last {
-            Some(key) if self.values.value(key as usize).as_bytes() == bytes => key,
+            Some(key) if same_bytes(self.values.value(key as usize).as_bytes(), bytes) => key,
             _ => {
                 let key = match self.index.get(bytes) {
                     Some(&key) => key,

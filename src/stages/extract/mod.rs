@@ -238,7 +238,7 @@ fn read_rows(
                     row.len(),
                     expected_width
                 )),
-                (Some(map), Some(layout)) => writers.write_row(layout, map, row),
+                (Some(map), Some(layout)) => writers.write_row(layout, map, &row),
                 _ => Ok(()),
             },
         };
@@ -366,7 +366,7 @@ impl PartitionFile {
         })
     }
 
-    fn write_row(&mut self, layout: &Layout, map: &[usize], row: &Row) -> Result<(), String> {
+    fn write_row(&mut self, layout: &Layout, map: &[usize], row: &Row<'_>) -> Result<(), String> {
         match self {
             PartitionFile::Csv(file) => file.write_row(layout, map, row),
             PartitionFile::Parquet(file) => file.write_row(layout, map, row),
@@ -431,7 +431,7 @@ impl PartitionWriters {
         }
     }
 
-    fn write_row(&mut self, layout: &Layout, map: &[usize], row: &Row) -> Result<(), String> {
+    fn write_row(&mut self, layout: &Layout, map: &[usize], row: &Row<'_>) -> Result<(), String> {
         let (_, value) = row.get(map[layout.partition]);
         let index = match &self.last {
             Some((last, index)) if last == value => *index,

@@ -37,15 +37,18 @@ use super::Sink;
 /// of them together reach the extract's share).
 const BATCH_ROWS: usize = 1 << 16;
 
-/// What a value takes in a builder of numbers or binary: 8 bytes for a number, a view of
-/// 16 bytes for binary (its bytes too when longer than the 12 a view holds), a bit of
-/// validity. Text columns count their own (`DictionaryColumn::push`).
-fn buffered_bytes(kind: FieldKind, bytes: &[u8], column: ColumnKind) -> usize {
-    match (kind, column) {
-        (FieldKind::Null, _) => 1,
-        (_, ColumnKind::Binary) if bytes.len() > 12 => 16 + bytes.len(),
-        (_, ColumnKind::Binary) => 16,
-        _ => 8,
+/// What a value takes in a builder of numbers or binary, about: 8 bytes for a number, a bit
+/// of validity for a NULL. Text columns count their own (`DictionaryColumn::push`).
+const NUMBER_BYTES: usize = 8;
+const NULL_BYTES: usize = 1;
+
+/// A binary value: a view of 16 bytes, and its bytes too when longer than the 12 a view
+/// holds.
+fn binary_bytes(bytes: &[u8]) -> usize {
+    if bytes.len() > 12 {
+        16 + bytes.len()
+    } else {
+        16
     }
 }
 
@@ -108,28 +111,40 @@ impl Builder {
         &mut self,
         kind: FieldKind,
         bytes: &[u8],
-        column: ColumnKind,
         ascii: bool,
         key: Option<&mut KeyFingerprint>,
     ) -> Result<usize, String> {
-        let mut buffered = buffered_bytes(kind, bytes, column);
         if kind == FieldKind::Null {
-            match self {
-                Builder::Text(b) | Builder::Decimal(b, _, _) => buffered = b.push_null(),
-                Builder::Integer(b) => b.append_null(),
-                Builder::Float(b) => b.append_null(),
-                Builder::Binary(b) => b.append_null(),
-                Builder::Unsigned(b) => b.append_null(),
-            }
+            let buffered = match self {
+                Builder::Text(b) | Builder::Decimal(b, _, _) => b.push_null(),
+                Builder::Integer(b) => {
+                    b.append_null();
+                    NULL_BYTES
+                }
+                Builder::Float(b) => {
+                    b.append_null();
+                    NULL_BYTES
+                }
+                Builder::Binary(b) => {
+                    b.append_null();
+                    NULL_BYTES
+                }
+                Builder::Unsigned(b) => {
+                    b.append_null();
+                    NULL_BYTES
+                }
+            };
             if let Some(key) = key {
                 key.null();
             }
             return Ok(buffered);
         }
+        let mut buffered = NUMBER_BYTES;
         let not_a_number = || format!("{:?} is not a number", String::from_utf8_lossy(bytes));
         match self {
             Builder::Binary(_) if kind == FieldKind::Bare => return Err(number_for_binary(bytes)),
             Builder::Binary(b) => {
+                buffered = binary_bytes(bytes);
                 b.append_value(bytes);
                 if let Some(key) = key {
                     key.text(bytes);
@@ -282,7 +297,7 @@ impl ParquetPartition {
         &mut self,
         layout: &Layout,
         map: &[usize],
-        row: &Row,
+        row: &Row<'_>,
     ) -> Result<(), String> {
         // One check of the row instead of one per text value: dumps are mostly ASCII.
         let ascii = row.is_ascii();
@@ -290,7 +305,7 @@ impl ParquetPartition {
             let (kind, bytes) = row.get(map[i]);
             let key = column.is_key.then_some(&mut self.key);
             self.buffered += builder
-                .push(kind, bytes, column.kind, ascii, key)
+                .push(kind, bytes, ascii, key)
                 .map_err(|e| format!("column `{}`: {e}", column.name))?;
         }
         self.fingerprints.push(self.key.finish());
