@@ -115,6 +115,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn short_and_long_values_compare_as_slices_do() {
+        let values: Vec<Vec<u8>> = (0..=40usize)
+            .flat_map(|len| {
+                let base: Vec<u8> = (0..len as u8).map(|i| b'a' + i % 26).collect();
+                // The same length with one byte changed at each end and in the middle.
+                let mut variants = vec![base.clone()];
+                for at in [0, len / 2, len.saturating_sub(1)] {
+                    if len > 0 {
+                        let mut changed = base.clone();
+                        changed[at] ^= 1;
+                        variants.push(changed);
+                    }
+                }
+                variants
+            })
+            .collect();
+        for a in &values {
+            for b in &values {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
     fn values_are_stored_once_and_rows_keep_their_order_and_nulls() {
         let pushed = [
             Some("b"),
