@@ -75,10 +75,20 @@ impl Fields {
 }
 
 /// One row of values: the fields of a tuple, and the tuple's bytes they point into.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Row<'a> {
     fields: &'a Fields,
     input: &'a [u8],
+}
+
+/// The values, not where they sit: a row reads the same however the bytes arrived.
+impl std::fmt::Debug for Row<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let values = self
+            .iter()
+            .map(|(kind, bytes)| (kind, String::from_utf8_lossy(bytes)));
+        f.debug_list().entries(values).finish()
+    }
 }
 
 impl<'a> Row<'a> {
