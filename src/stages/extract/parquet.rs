@@ -115,25 +115,14 @@ impl Builder {
         key: Option<&mut KeyFingerprint>,
     ) -> Result<usize, String> {
         if kind == FieldKind::Null {
-            let buffered = match self {
-                Builder::Text(b) | Builder::Decimal(b, _, _) => b.push_null(),
-                Builder::Integer(b) => {
-                    b.append_null();
-                    NULL_BYTES
-                }
-                Builder::Float(b) => {
-                    b.append_null();
-                    NULL_BYTES
-                }
-                Builder::Binary(b) => {
-                    b.append_null();
-                    NULL_BYTES
-                }
-                Builder::Unsigned(b) => {
-                    b.append_null();
-                    NULL_BYTES
-                }
-            };
+            let mut buffered = NULL_BYTES;
+            match self {
+                Builder::Text(b) | Builder::Decimal(b, _, _) => buffered = b.push_null(),
+                Builder::Integer(b) => b.append_null(),
+                Builder::Float(b) => b.append_null(),
+                Builder::Binary(b) => b.append_null(),
+                Builder::Unsigned(b) => b.append_null(),
+            }
             if let Some(key) = key {
                 key.null();
             }
