@@ -54,7 +54,8 @@ enum State {
 pub struct DumpReader<R> {
     window: Window<R>,
     state: State,
-    row: Fields,
+    /// The last tuple's values, as places in the window.
+    fields: Fields,
     /// The length of the last tuple parsed, which ends where the window's unread bytes start.
     tuple_len: usize,
     /// Whether statements other than INSERT and CREATE TABLE are handed out, not skipped.
@@ -78,7 +79,7 @@ impl<R: Read> DumpReader<R> {
         DumpReader {
             window: Window::new(reader, max_statement),
             state: State::BetweenStatements,
-            row: Fields::default(),
+            fields: Fields::default(),
             tuple_len: 0,
             statements: false,
         }
@@ -117,7 +118,7 @@ impl<R: Read> DumpReader<R> {
                     self.parse_next_tuple()?;
                     self.state = State::AfterTuple;
                     let tuple = self.window.consumed(self.tuple_len);
-                    return Ok(Some(Event::Row(self.row.row(tuple))));
+                    return Ok(Some(Event::Row(self.fields.row(tuple))));
                 }
                 State::AfterTuple => self.after_tuple()?,
             }
@@ -266,7 +267,7 @@ impl<R: Read> DumpReader<R> {
                 Some(start) if bytes[start] != b'(' => {
                     return Err(self.syntax(start, "expected '(' to start a row of values"));
                 }
-                Some(start) => match parse_tuple(&bytes[start..], &mut self.row) {
+                Some(start) => match parse_tuple(&bytes[start..], &mut self.fields) {
                     Ok(used) => {
                         self.window.consume(start + used);
                         self.tuple_len = used;
