@@ -100,13 +100,17 @@ impl Cgroup {
     }
 
     /// `migrate ARGS` as a process that is in the cgroup from its first allocation.
-    fn command(&self, args: &[std::ffi::OsString]) -> Command {
+    /// Under GNU time, which writes its peak RSS to `peak_file`.
+    fn command(&self, args: &[std::ffi::OsString], peak_file: &Path) -> Command {
+        let time = under_gnu_time(peak_file);
         let mut command = Command::new("sh");
         command
             .arg("-c")
             .arg("echo $$ > \"$1\" && shift && exec \"$@\"")
             .arg("sh")
             .arg(self.dir.join("cgroup.procs"))
+            .arg(time.get_program())
+            .args(time.get_args())
             .arg(assert_cmd::cargo::cargo_bin("migrate"))
             .args(args)
             .env_remove("RUST_LOG");
@@ -167,17 +171,6 @@ fn candidates() -> Vec<(u8, PathBuf)> {
     found
 }
 
-/// Waits for `child`: whether it succeeded, and its peak resident memory in bytes.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child cannot see
-fn wait(child: std::process::Child) -> (i32, u64) {
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills the status and usage it is given.
-    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(waited, child.id() as libc::pid_t);
-    (status, usage.ru_maxrss as u64 * 1024)
-}
-
 #[test]
 fn a_run_in_a_memory_cgroup_holds_its_limit_without_the_flag() {
     let cgroup = Cgroup::create(LIMIT).unwrap_or_else(|e| panic!("{e}"));
@@ -206,8 +199,10 @@ fn a_run_in_a_memory_cgroup_holds_its_limit_without_the_flag() {
     let limited = tempfile::tempdir().unwrap();
 
     // The dry run, in the cgroup, finds its limit and says where.
+    let scratch = tempfile::tempdir().unwrap();
+    let peak_file = scratch.path().join("peak");
     let plan = cgroup
-        .command(&args(limited.path(), &["--dry-run"]))
+        .command(&args(limited.path(), &["--dry-run"]), &peak_file)
         .output()
         .unwrap();
     let plan_text = String::from_utf8_lossy(&plan.stdout).into_owned();
@@ -222,17 +217,14 @@ fn a_run_in_a_memory_cgroup_holds_its_limit_without_the_flag() {
         "{memory_line}"
     );
 
-    let child = cgroup
-        .command(&args(limited.path(), &["-q"]))
-        .spawn()
+    let status = cgroup
+        .command(&args(limited.path(), &["-q"]), &peak_file)
+        .status()
         .unwrap();
-    let (status, peak) = wait(child);
     let kills = cgroup.oom_kills();
     assert_eq!(kills, 0, "the run was OOM-killed in a cgroup of 400 MiB");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the run failed: wait status {status}"
-    );
+    assert!(status.success(), "the run failed: {status}");
+    let peak = peak_kib(&peak_file) << 10;
     assert!(
         peak <= LIMIT,
         "peak RSS {} MiB in a cgroup of 400 MiB",

@@ -1,7 +1,7 @@
 //! Memory stays flat whatever the size of a dump, even when one INSERT is a single line of
 //! hundreds of MB, and `--memory-limit` holds at 256 MiB (the least it takes) and 512 MiB:
-//! extraction, a diff whose units are split, and the merge of their buckets. Its own test
-//! binary, so that the peak RSS of children is this test's alone.
+//! extraction, a diff whose units are split, and the merge of their buckets. Peaks are
+//! `migrate`'s own, measured by GNU time (`common::under_gnu_time`).
 
 mod common;
 
@@ -34,28 +34,21 @@ fn one_line_dump(path: &Path, rows: usize) {
     writeln!(out, ";").unwrap();
 }
 
-/// Runs `command` to its end; returns its own peak RSS in KiB (from `wait4`, so that
-/// children run before it do not count). It must succeed.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child cannot see
-fn peak_of(command: &mut Command) -> i64 {
-    let child = command.spawn().unwrap();
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills the status and usage it is given.
-    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(waited, child.id() as libc::pid_t);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{command:?} failed"
-    );
-    usage.ru_maxrss
+/// Runs `command` (made by `migrate_in` with `log`) to its end; returns the peak RSS of `migrate`'s
+/// process in KiB. It must succeed.
+fn peak_of(command: &mut Command, log: &Path) -> i64 {
+    let status = command.status().unwrap();
+    assert!(status.success(), "{command:?} failed");
+    common::peak_kib(&peak_file(log)) as i64
 }
 
-/// `migrate [SUBCOMMAND] --backups DIR --out OUT EXTRA…`, its log to `log`.
+/// `migrate [SUBCOMMAND] --backups DIR --out OUT EXTRA…` under GNU time, its log to `log`,
+/// its peak RSS to `log` with `.peak` added.
 fn migrate_in(dir: &Path, out: &Path, extra: &[&str], log: &Path) -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("migrate"));
+    let mut command = common::under_gnu_time(&peak_file(log));
     let subcommand = extra.iter().take_while(|a| !a.starts_with('-'));
     command
+        .arg(assert_cmd::cargo::cargo_bin("migrate"))
         .args(subcommand.clone())
         .arg("--backups")
         .arg(dir)
@@ -68,16 +61,20 @@ fn migrate_in(dir: &Path, out: &Path, extra: &[&str], log: &Path) -> Command {
     command
 }
 
+fn peak_file(log: &Path) -> std::path::PathBuf {
+    log.with_extension("peak")
+}
+
 /// Extracts the backups in `dir` in a child process; returns its peak RSS in KiB.
 fn extract(dir: &Path, format: &str, extra: &[&str]) -> i64 {
     let out = tempfile::tempdir().unwrap();
     let log = out.path().join("log");
     let mut args = vec!["extract", "-q", "--partition-format", format];
     args.extend(extra);
-    peak_of(&mut migrate_in(dir, out.path(), &args, &log))
+    peak_of(&mut migrate_in(dir, out.path(), &args, &log), &log)
 }
 
-const MIB: i64 = 1024; // in KiB, as wait4 counts
+const MIB: i64 = 1024; // in KiB, as GNU time counts
 
 /// The limits the tests hold: the floor, and twice it.
 const LIMITS: [(&str, i64); 2] = [("256MiB", 256 * MIB), ("512MiB", 512 * MIB)];
@@ -129,15 +126,14 @@ fn runs_hold_256_and_512_mib_and_write_what_an_unlimited_run_writes() {
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("log");
     let unlimited = work.path().join("unlimited");
-    peak_of(&mut migrate_in(data.path(), &unlimited, &["-q"], &log));
+    peak_of(
+        &mut migrate_in(data.path(), &unlimited, &["-q"], &log),
+        &log,
+    );
     for (limit, kib) in LIMITS {
         let out = work.path().join(limit);
-        let peak = peak_of(&mut migrate_in(
-            data.path(),
-            &out,
-            &["--memory-limit", limit],
-            &log,
-        ));
+        let mut limited = migrate_in(data.path(), &out, &["--memory-limit", limit], &log);
+        let peak = peak_of(&mut limited, &log);
         let logged = std::fs::read_to_string(&log).unwrap();
         assert!(
             logged.contains("split into"),

@@ -30,6 +30,30 @@ pub fn gen_backups(out: &Path, args: &[&str]) {
     assert!(status.success(), "scripts/gen-backups {args:?} failed");
 }
 
+/// A command that runs what follows its arguments under GNU time, which writes to
+/// `peak_file` the peak resident memory of that process alone (`peak_kib` reads it). Not
+/// `wait4` on a child of the test: when a child execs, the kernel folds the high-water mark
+/// of the process that started it into the child's figure, so a test binary holding
+/// hundreds of MB at that moment (another test of it comparing outputs) showed in its
+/// child's peak. GNU time forks the command from its own small process.
+#[allow(dead_code)]
+pub fn under_gnu_time(peak_file: &Path) -> Command {
+    let mut command = Command::new("/usr/bin/time");
+    command.arg("-f").arg("%M").arg("-o").arg(peak_file);
+    command
+}
+
+/// The peak RSS in KiB that `under_gnu_time` wrote (its last line: a failed command's
+/// status comes first).
+#[allow(dead_code)]
+pub fn peak_kib(peak_file: &Path) -> u64 {
+    let text = std::fs::read_to_string(peak_file).unwrap();
+    let last = text.lines().last().unwrap_or_default();
+    last.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("GNU time wrote {text:?} to {}", peak_file.display()))
+}
+
 pub fn migrate() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("migrate").expect("the migrate binary is built")
 }
