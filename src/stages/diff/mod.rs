@@ -24,6 +24,7 @@ use crate::stages::extract::fingerprint;
 use crate::values::binary;
 
 mod key_order;
+mod paired_values;
 mod pairs;
 use self::key_order::key_order;
 use self::pairs::{pair_by_fingerprint, Pairs};
@@ -234,7 +235,11 @@ fn read_partition_where(
     };
     frame
         .map(|mut frame| {
-            frame.rechunk_mut();
+            // The diff reads its input in place, chunk by chunk (`paired_values.rs`):
+            // joining a partition's row groups into one piece would copy it whole.
+            if reading == Reading::Table {
+                frame.rechunk_mut();
+            }
             frame
         })
         .map_err(anyhow::Error::from)
@@ -436,13 +441,13 @@ fn diff_on_fingerprints(
     };
     let keys = layout.key_names();
     let compared = layout.compared_names();
-    if differs(new, old, &keys, &pairs)?.any() {
+    if differs(new, old, &keys, &pairs)?.contains(&true) {
         return Ok(None);
     }
     let changed = differs(new, old, &compared, &pairs)?;
     let (changed_new, changed_old): (Vec<IdxSize>, Vec<IdxSize>) = (changed.iter())
         .zip(pairs.matched_new.iter().zip(&pairs.matched_old))
-        .filter(|(changed, _)| *changed == Some(true))
+        .filter(|(&changed, _)| changed)
         .map(|(_, (&new_row, &old_row))| (new_row, old_row))
         .unzip();
     // Issue rows: the added ones, then the changed ones (sorted by key below).
@@ -487,25 +492,25 @@ fn fingerprints(frame: &DataFrame) -> Result<Cow<'_, [u64]>> {
 }
 
 /// For each pair of rows, whether they differ in any of `columns`, with NULL = NULL and
-/// NaN = NaN as in `any_differs`; a column at a time, so that only one column of the pairs
-/// is held.
-fn differs(
-    new: &DataFrame,
-    old: &DataFrame,
-    columns: &[&str],
-    pairs: &Pairs,
-) -> Result<BooleanChunked> {
-    let new_rows = IdxCa::from_slice(PlSmallStr::EMPTY, &pairs.matched_new);
-    let old_rows = IdxCa::from_slice(PlSmallStr::EMPTY, &pairs.matched_old);
-    let mut any = BooleanChunked::full(PlSmallStr::EMPTY, false, new_rows.len());
+/// NaN = NaN as in `any_differs`: read in place (`paired_values.rs`), or for a column of
+/// another type gathered and compared by polars.
+fn differs(new: &DataFrame, old: &DataFrame, columns: &[&str], pairs: &Pairs) -> Result<Vec<bool>> {
+    let mut differs = vec![false; pairs.matched_new.len()];
     for name in columns {
-        let newer = new.column(name)?.take(&new_rows)?;
-        let older = old.column(name)?.take(&old_rows)?;
+        let (newer, older) = (new.column(name)?, old.column(name)?);
+        let (new_rows, old_rows) = (&pairs.matched_new, &pairs.matched_old);
+        if paired_values::mark_differences(newer, older, new_rows, old_rows, &mut differs) {
+            continue;
+        }
+        let newer = newer.take(&IdxCa::from_slice(PlSmallStr::EMPTY, new_rows))?;
+        let older = older.take(&IdxCa::from_slice(PlSmallStr::EMPTY, old_rows))?;
         let same =
             (newer.as_materialized_series()).equal_missing(older.as_materialized_series())?;
-        any = &any | &!same;
+        for (differs, same) in differs.iter_mut().zip(same.iter()) {
+            *differs |= same != Some(true);
+        }
     }
-    Ok(any)
+    Ok(differs)
 }
 
 /// `columns` of `frame` at `rows`; column by column on this thread, as the units running
