@@ -129,8 +129,11 @@ type Prehashed = BuildHasherDefault<FingerprintHasher>;
 struct FingerprintHasher(u64);
 
 impl Hasher for FingerprintHasher {
+    /// The fingerprint turned by half its width. The map tags each slot with the hash's top
+    /// seven bits, and every fingerprint of one part shares its top bits (they chose the
+    /// part): unturned, each lookup matched every slot's tag and compared their keys.
     fn finish(&self) -> u64 {
-        self.0
+        self.0.rotate_left(32)
     }
 
     fn write(&mut self, bytes: &[u8]) {
