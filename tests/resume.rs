@@ -110,6 +110,27 @@ fn killed_at_any_moment_a_rerun_gives_identical_output() {
 }
 
 #[test]
+fn a_rerun_removes_what_a_kill_left_beside_the_summary() {
+    // A kill while `summary.json` or `table.json` was being staged leaves a temporary file
+    // in the output folder itself (seen once in the test above, at a kill near the end).
+    let data = tempfile::tempdir().unwrap();
+    write_series(data.path(), 3, 20, &[]);
+    let expected = reference(data.path(), &[]);
+    let out = tempfile::tempdir().unwrap();
+    finish(data.path(), out.path(), &[]);
+    let half_written = out.path().join(".tmp-Ab12Cd");
+    std::fs::write(&half_written, b"{\"backups\": [").unwrap();
+    // A scratch folder of a `verify` running beside the run is not the run's to remove.
+    let beside = out.path().join(".tmp-verify-Xy");
+    std::fs::create_dir(&beside).unwrap();
+    let log = finish(data.path(), out.path(), &[]);
+    assert!(!half_written.exists(), "{log}");
+    assert!(beside.is_dir());
+    std::fs::remove_dir(&beside).unwrap();
+    assert_same_tree(out.path(), &expected);
+}
+
+#[test]
 fn ctrl_c_exits_130_and_the_run_resumes() {
     let data = tempfile::tempdir().unwrap();
     write_series(data.path(), 5, 150, &[]);

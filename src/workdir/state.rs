@@ -285,16 +285,17 @@ pub const SPLIT_PREFIX: &str = ".tmp-split-";
 pub fn remove_leftovers(paths: &Paths) -> Result<usize> {
     let mut removed = 0;
     // The journal's rewrite is staged in the work folder itself, and a split diff unit's
-    // buckets (not the scratch folders of `asof` and `history`, which run beside a run).
-    for entry in std::fs::read_dir(&paths.work)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let split = (entry.file_name().to_string_lossy()).starts_with(SPLIT_PREFIX);
-        if is_temporary(&entry.path()) && (entry.path().is_file() || split) {
-            remove(&entry.path())?;
-            removed += 1;
+    // buckets; `summary.json` and `table.json` in the output folder (not the scratch folders
+    // of `asof`, `history` and `verify`, which run beside a run: only files there).
+    let output = parent_of(&paths.summary);
+    for (folder, also_split) in [(paths.work.as_path(), true), (output, false)] {
+        for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+            let split =
+                also_split && (entry.file_name().to_string_lossy()).starts_with(SPLIT_PREFIX);
+            if is_temporary(&entry.path()) && (entry.path().is_file() || split) {
+                remove(&entry.path())?;
+                removed += 1;
+            }
         }
     }
     for root in paths.dated_roots() {
@@ -337,6 +338,10 @@ pub fn remove_leftovers_of(paths: &Paths, dates: &[String]) -> Result<usize> {
         }
     }
     Ok(removed)
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
 }
 
 fn is_temporary(path: &Path) -> bool {
