@@ -6,7 +6,7 @@
 //! row number and compared in place.
 
 use polars::prelude::{Column, DataType, IdxSize};
-use polars_arrow::array::{Array, BinaryViewArray, PrimitiveArray, Utf8ViewArray, View};
+use polars_arrow::array::{Array, BinaryViewArrayGeneric, PrimitiveArray, View, ViewType};
 use polars_arrow::types::NativeType;
 
 /// A column's chunks, found by row number.
@@ -83,34 +83,30 @@ pub(super) fn mark_differences(
         DataType::Float64 => {
             pairs.mark_primitive::<f64>(new, old, |a, b| a == b || (a.is_nan() && b.is_nan()))
         }
-        DataType::String => pairs.mark::<Utf8ViewArray>(new, old, |a, i, b, j| {
-            same_view_bytes(a.views()[i], b.views()[j], || unsafe {
-                // SAFETY: `locate` gave places within the arrays.
-                a.value_unchecked(i) == b.value_unchecked(j)
-            })
-        }),
-        DataType::Binary => pairs.mark::<BinaryViewArray>(new, old, |a, i, b, j| {
-            same_view_bytes(a.views()[i], b.views()[j], || unsafe {
-                // SAFETY: as above.
-                a.value_unchecked(i) == b.value_unchecked(j)
-            })
-        }),
+        DataType::String => pairs.mark::<BinaryViewArrayGeneric<str>>(new, old, same_view),
+        DataType::Binary => pairs.mark::<BinaryViewArrayGeneric<[u8]>>(new, old, same_view),
         _ => false,
     }
 }
 
-/// A view holds its value's length and first four bytes, and a value of at most 12 bytes
-/// whole, padded with zeros (polars' own comparison of views relies on that too): only
-/// longer values with equal beginnings need their bytes read.
+/// Text or bytes. A view holds its value's length and first four bytes, and a value of at
+/// most 12 bytes whole, padded with zeros (polars' own comparison of views relies on that
+/// too): only longer values with equal beginnings need their bytes read.
 #[inline]
-fn same_view_bytes(a: View, b: View, bytes: impl FnOnce() -> bool) -> bool {
-    let (a, b) = (a.as_u128(), b.as_u128());
-    if a as u64 != b as u64 {
+fn same_view<T: ViewType + ?Sized>(
+    a: &BinaryViewArrayGeneric<T>,
+    i: usize,
+    b: &BinaryViewArrayGeneric<T>,
+    j: usize,
+) -> bool {
+    let (a_view, b_view) = (a.views()[i].as_u128(), b.views()[j].as_u128());
+    if a_view as u64 != b_view as u64 {
         false
-    } else if a as u32 <= View::MAX_INLINE_SIZE {
-        a == b
+    } else if a_view as u32 <= View::MAX_INLINE_SIZE {
+        a_view == b_view
     } else {
-        bytes()
+        // SAFETY: `i` and `j` were checked against the views just read.
+        unsafe { a.value_unchecked(i) == b.value_unchecked(j) }
     }
 }
 
