@@ -105,7 +105,8 @@ pub fn write_issues(
     if ctx.format == OutputFormat::Parquet {
         let mut with_issue_and_lag = |chunk: Result<DataFrame>| -> Result<DataFrame> {
             let chunk = chunk?;
-            let issue_lag = issues_and_lags(&chunk, &names, ctx, &mut stats)?;
+            let columns = cells_of(&chunk, &names, Some(ctx.layout))?;
+            let issue_lag = issues_and_lags(&chunk, &columns, ctx, &mut stats)?;
             let mut frame = chunk.select(names.iter().copied())?;
             let (issue, lag): (Vec<i64>, Vec<Option<i64>>) = issue_lag.into_iter().unzip();
             frame.with_column(Int64Chunked::from_vec("issue".into(), issue).into_column())?;
@@ -152,12 +153,11 @@ pub fn write_issues(
             let chunk = chunk?;
             let columns = cells_of(&chunk, &names, Some(ctx.layout))?;
             let mut row_cells = Vec::with_capacity(fills.len());
-            let issue_lag = issues_and_lags(&chunk, &names, ctx, &mut stats)?;
-            for (row, &(issue, lag)) in issue_lag.iter().enumerate() {
-                let stored = |i: usize| columns[i].get(row);
-                fill_row(&mut row_cells, &fills, &stored, issue, lag, false, ctx)?;
+            let issue_lag = issues_and_lags(&chunk, &columns, ctx, &mut stats)?;
+            for (row, &at) in issue_lag.iter().enumerate() {
+                fill_row(&mut row_cells, &fills, &columns, row, at, false, ctx)?;
                 writer.row(out, row_cells.iter().copied())?;
-                latest.inserted(&stored, issue);
+                latest.inserted(&|i: usize| columns[i].get(row), at.0);
             }
         }
         writer.finish(out)?;
@@ -176,7 +176,8 @@ pub fn write_issues(
                     for row in 0..chunk.height() {
                         let stored = |i: usize| removed_columns[i].get(row);
                         let (issue, lag) = issue_and_lag_of(&stored, ctx)?;
-                        fill_row(&mut row_cells, &fills, &stored, issue, lag, true, ctx)?;
+                        let at = (issue, lag);
+                        fill_row(&mut row_cells, &fills, &removed_columns, row, at, true, ctx)?;
                         writer.row(out, row_cells.iter().copied())?;
                         latest.inserted(&stored, issue);
                     }
@@ -198,11 +199,10 @@ pub fn write_issues(
 /// Each row's `issue` and `lag`; counts the rows from the future and the revisions.
 fn issues_and_lags(
     chunk: &DataFrame,
-    names: &[&str],
+    columns: &[Cells],
     ctx: &EmitContext,
     stats: &mut IssueStats,
 ) -> Result<Vec<(i64, Option<i64>)>> {
-    let columns = cells_of(chunk, names, Some(ctx.layout))?;
     let added = chunk.column(ADDED)?.bool()?.clone();
     let float_column = |name: &str| -> Option<Float64Chunked> {
         let column = chunk.column(name).ok()?;
@@ -227,15 +227,17 @@ fn issues_and_lags(
 /// Fills `cells` with one output row: the stored columns' values, `issue`, `lag` and the
 /// target's own columns. A removal's row (`deleted`) has NULL in every column that has a
 /// missingness code, and the code 4.
+#[inline]
 fn fill_row<'c>(
     cells: &mut Vec<Cell<'c>>,
     fills: &[(&str, Fill)],
-    stored: &dyn Fn(usize) -> Cell<'c>,
-    issue: i64,
-    lag: Option<i64>,
+    columns: &'c [Cells],
+    row: usize,
+    (issue, lag): (i64, Option<i64>),
     deleted: bool,
     ctx: &EmitContext,
 ) -> Result<()> {
+    let stored = |i: usize| columns[i].get(row);
     let has_code = |i: usize| ctx.target.is_some_and(|plan| plan.coded[i]);
     cells.clear();
     for (name, fill) in fills {
