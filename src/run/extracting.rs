@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::run::memory_limit::Budget;
 use crate::run::plan::Plan;
 use crate::run::progress::{InOrder, ItemLine, Progress};
-use crate::run::schedule::{extract_share, release_free_memory, SMALL_UNIT_ROWS};
+use crate::run::schedule::{extract_share, release_free_memory_if_large, SMALL_UNIT_ROWS};
 use crate::stages::extract::{extract, PartitionInfo};
 use crate::values::bytes::human;
 use crate::workdir::atomic::{StagedDir, COMMIT_QUEUE};
@@ -86,7 +86,7 @@ pub fn extract_pending(
                         })?;
                         // As after diff units: a small extract keeps its freed memory.
                         if info.rows >= SMALL_UNIT_ROWS {
-                            release_free_memory();
+                            release_free_memory_if_large(budget.bytes);
                         }
                         Ok(info)
                     });

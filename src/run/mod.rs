@@ -25,8 +25,8 @@ use crate::run::memory_limit::{budget, current_rss, Budget};
 use crate::run::plan::{DiffUnit, Plan};
 use crate::run::progress::{ItemLine, Progress};
 use crate::run::schedule::{
-    buckets_for, estimate_diff_bytes, merge_batch_rows, release_free_memory, run_within_budget,
-    SMALL_UNIT_ROWS,
+    buckets_for, estimate_diff_bytes, merge_batch_rows, release_free_memory,
+    release_free_memory_if_large, run_within_budget, SMALL_UNIT_ROWS,
 };
 use crate::stages::diff::merge::{write_part, Parts, SortedRows};
 use crate::stages::diff::spark::SparkResult;
@@ -416,7 +416,7 @@ fn diff_all(
                 // A small unit's memory is kept for the next: returning it and faulting it
                 // in again at every unit cost more than its size matters to the budget.
                 if unit.rows >= SMALL_UNIT_ROWS {
-                    release_free_memory();
+                    release_free_memory_if_large(stage.budget);
                 }
                 progress.advance(1);
                 if tracing::enabled!(tracing::Level::DEBUG) {
