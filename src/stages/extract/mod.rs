@@ -434,7 +434,7 @@ impl PartitionWriters {
     fn write_row(&mut self, layout: &Layout, map: &[usize], row: &Row<'_>) -> Result<(), String> {
         let (_, value) = row.get(map[layout.partition]);
         let index = match &self.last {
-            Some((last, index)) if last == value => *index,
+            Some((last, index)) if dictionary::same_bytes(last, value) => *index,
             _ => {
                 let index = match self.by_value.get(value) {
                     Some(&index) => index,
