@@ -4,11 +4,13 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+use crate::workdir::direct::DirectWriter;
 
 /// Finished units waiting for the committer; a worker that is this far ahead waits.
 pub const COMMIT_QUEUE: usize = 64;
@@ -16,7 +18,7 @@ pub const COMMIT_QUEUE: usize = 64;
 /// Writes a file through `write` and renames it to `path` only once it is on disk.
 pub fn write_file<F>(path: &Path, write: F) -> Result<()>
 where
-    F: FnOnce(&mut BufWriter<&mut File>) -> Result<()>,
+    F: FnOnce(&mut DirectWriter<'_>) -> Result<()>,
 {
     commit(vec![stage_file(path, write)?])
 }
@@ -29,10 +31,11 @@ pub struct StagedFile {
     path: PathBuf,
 }
 
-/// Writes a file through `write` under a temporary name beside `path`, unflushed.
+/// Writes a file through `write` under a temporary name beside `path`, unflushed (its whole
+/// megabytes written past the page cache where the file system allows: `direct.rs`).
 pub fn stage_file<F>(path: &Path, write: F) -> Result<StagedFile>
 where
-    F: FnOnce(&mut BufWriter<&mut File>) -> Result<()>,
+    F: FnOnce(&mut DirectWriter<'_>) -> Result<()>,
 {
     let dir = parent(path);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -43,7 +46,7 @@ where
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     {
-        let mut out = BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+        let mut out = DirectWriter::new(temp.as_file_mut());
         write(&mut out)?;
         out.flush()
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -122,7 +125,7 @@ impl Staging {
     /// `stage_file`, kept here.
     pub fn write<F>(&self, path: &Path, write: F) -> Result<()>
     where
-        F: FnOnce(&mut BufWriter<&mut File>) -> Result<()>,
+        F: FnOnce(&mut DirectWriter<'_>) -> Result<()>,
     {
         let file = stage_file(path, write)?;
         self.0.borrow_mut().push(file);

@@ -3,6 +3,7 @@
 //! keep what is finished.
 
 pub mod atomic;
+pub mod direct;
 pub mod interrupt;
 pub mod lock;
 pub mod state;

@@ -1,0 +1,198 @@
+//! Output files written past the page cache: whole blocks of a megabyte go straight to the
+//! disk (`O_DIRECT`), only a file's last partial block through the cache. The output is
+//! written once and read by other programs later, so caching it only costs: the kernel's
+//! copy into cache pages was a quarter of the diff stage's samples (measured), and gigabytes
+//! of output pushed out of the cache the partitions the next diffs read.
+//! Where the file system refuses direct writes (tmpfs, some network or overlay file
+//! systems), every byte goes through the cache as before.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+
+/// What direct writes need: memory, file offsets and lengths in multiples of the device's
+/// logical block, which is at most this on Linux file systems.
+const ALIGNMENT: usize = 4096;
+/// Bytes gathered before a write.
+const BUFFER_BYTES: usize = 1 << 20;
+
+#[repr(C, align(4096))]
+#[derive(Clone, Copy)]
+struct Block([u8; ALIGNMENT]);
+
+/// A writer of a new file that writes whole buffers directly when it can.
+pub struct DirectWriter<'a> {
+    file: &'a mut File,
+    /// BUFFER_BYTES of memory aligned for direct writes.
+    blocks: Vec<Block>,
+    filled: usize,
+    /// Bytes of the file written before the buffer's.
+    written: u64,
+    direct: bool,
+}
+
+/// The blocks' bytes.
+fn bytes(blocks: &[Block]) -> &[u8] {
+    // SAFETY: `Block` is plain bytes with no padding; the slice covers the blocks exactly.
+    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), blocks.len() * ALIGNMENT) }
+}
+
+/// The blocks' bytes, to write into.
+fn bytes_mut(blocks: &mut [Block]) -> &mut [u8] {
+    // SAFETY: as in `bytes`, borrowed mutably through `blocks`.
+    unsafe {
+        std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u8>(), blocks.len() * ALIGNMENT)
+    }
+}
+
+impl<'a> DirectWriter<'a> {
+    /// Writes `file` (new and empty: direct writes start at offset 0) directly if its file
+    /// system allows.
+    pub fn new(file: &'a mut File) -> DirectWriter<'a> {
+        let direct = set_direct(file, true);
+        DirectWriter {
+            file,
+            blocks: vec![Block([0; ALIGNMENT]); BUFFER_BYTES / ALIGNMENT],
+            filled: 0,
+            written: 0,
+            direct,
+        }
+    }
+
+    /// Writes the buffer: directly when it is whole blocks and the file system takes it,
+    /// else (a file's last bytes, or a file system that refuses) through the cache.
+    fn write_buffer(&mut self) -> std::io::Result<()> {
+        if self.direct && !self.filled.is_multiple_of(ALIGNMENT) {
+            self.stop_direct();
+        }
+        let result = self.file.write_all(&bytes(&self.blocks)[..self.filled]);
+        match result {
+            // A file system that took the flag but refuses direct writes: the buffer again,
+            // from where it started, through the cache.
+            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                self.stop_direct();
+                self.file.seek(SeekFrom::Start(self.written))?;
+                self.file.write_all(&bytes(&self.blocks)[..self.filled])?;
+            }
+            result => result?,
+        }
+        self.written += self.filled as u64;
+        self.filled = 0;
+        Ok(())
+    }
+
+    fn stop_direct(&mut self) {
+        set_direct(self.file, false);
+        self.direct = false;
+    }
+}
+
+impl Write for DirectWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let taken = data.len().min(BUFFER_BYTES - self.filled);
+        let filled = self.filled;
+        bytes_mut(&mut self.blocks)[filled..filled + taken].copy_from_slice(&data[..taken]);
+        self.filled += taken;
+        if self.filled == BUFFER_BYTES {
+            self.write_buffer()?;
+        }
+        Ok(taken)
+    }
+
+    /// Writes what is buffered; after a flush that was not at a whole block, the rest of
+    /// the file goes through the cache.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.filled > 0 {
+            self.write_buffer()?;
+        }
+        Ok(())
+    }
+}
+
+/// Turns direct writes on or off for `file`; true when they are on.
+#[cfg(target_os = "linux")]
+fn set_direct(file: &File, on: bool) -> bool {
+    use std::os::unix::io::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl reads and sets the flags of an open descriptor only.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            return false;
+        }
+        let flags = if on {
+            flags | libc::O_DIRECT
+        } else {
+            flags & !libc::O_DIRECT
+        };
+        libc::fcntl(fd, libc::F_SETFL, flags) == 0 && on
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_direct(_file: &File, _on: bool) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder under `target/`, on the disk the outputs of the tests go to (`/tmp` may be
+    /// a tmpfs, which takes no direct writes).
+    fn disk_folder() -> tempfile::TempDir {
+        let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&target).unwrap();
+        tempfile::tempdir_in(target).unwrap()
+    }
+
+    /// Bytes that differ from one position to the next, so that a block written twice or
+    /// out of place shows.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
+    }
+
+    #[test]
+    fn a_file_reads_back_as_written_whatever_the_sizes_of_the_writes() {
+        let dir = disk_folder();
+        // Below a block, a block, the buffer and around it, several buffers and a tail.
+        for len in [
+            0,
+            1,
+            4095,
+            4096,
+            BUFFER_BYTES - 1,
+            BUFFER_BYTES,
+            BUFFER_BYTES + 1,
+            3 * BUFFER_BYTES + 12345,
+        ] {
+            for piece in [1, 1000, 65536, BUFFER_BYTES + 3] {
+                let path = dir.path().join(format!("{len}-{piece}"));
+                let mut file = File::create(&path).unwrap();
+                let data = pattern(len);
+                let mut out = DirectWriter::new(&mut file);
+                for chunk in data.chunks(piece) {
+                    out.write_all(chunk).unwrap();
+                }
+                out.flush().unwrap();
+                drop(out);
+                drop(file);
+                assert!(
+                    std::fs::read(&path).unwrap() == data,
+                    "{len} bytes in {piece}"
+                );
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn whole_buffers_go_past_the_cache_where_the_file_system_allows() {
+        let dir = disk_folder();
+        let mut file = File::create(dir.path().join("f")).unwrap();
+        let out = DirectWriter::new(&mut file);
+        assert!(
+            out.direct,
+            "the file system of target/ takes O_DIRECT (ext4, xfs, btrfs do)"
+        );
+    }
+}
