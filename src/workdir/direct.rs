@@ -22,7 +22,8 @@ struct Block([u8; ALIGNMENT]);
 /// A writer of a new file that writes whole buffers directly when it can.
 pub struct DirectWriter<'a> {
     file: &'a mut File,
-    /// BUFFER_BYTES of memory aligned for direct writes.
+    /// Memory aligned for direct writes, grown up to BUFFER_BYTES as the file does: a
+    /// history writes thousands of files of a few kilobytes, each with a buffer of its own.
     blocks: Vec<Block>,
     filled: usize,
     /// Bytes of the file written before the buffer's.
@@ -51,7 +52,7 @@ impl<'a> DirectWriter<'a> {
         let direct = set_direct(file, true);
         DirectWriter {
             file,
-            blocks: vec![Block([0; ALIGNMENT]); BUFFER_BYTES / ALIGNMENT],
+            blocks: Vec::new(),
             filled: 0,
             written: 0,
             direct,
@@ -90,6 +91,13 @@ impl Write for DirectWriter<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let taken = data.len().min(BUFFER_BYTES - self.filled);
         let filled = self.filled;
+        let needed = (filled + taken).div_ceil(ALIGNMENT);
+        if self.blocks.len() < needed {
+            let grown = needed
+                .max(2 * self.blocks.len())
+                .min(BUFFER_BYTES / ALIGNMENT);
+            self.blocks.resize(grown, Block([0; ALIGNMENT]));
+        }
         bytes_mut(&mut self.blocks)[filled..filled + taken].copy_from_slice(&data[..taken]);
         self.filled += taken;
         if self.filled == BUFFER_BYTES {
