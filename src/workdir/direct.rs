@@ -1,8 +1,9 @@
 //! Output files written past the page cache: whole blocks of a megabyte go straight to the
 //! disk (`O_DIRECT`), only a file's last partial block through the cache. The output is
 //! written once and read by other programs later, so caching it only costs: the kernel's
-//! copy into cache pages was a quarter of the diff stage's samples (measured), and gigabytes
-//! of output pushed out of the cache the partitions the next diffs read.
+//! copy into cache pages was a quarter of the diff stage's samples on the benchmark's
+//! machine (measured), and on a long run gigabytes of cached output can push out of the
+//! cache the partitions the next diffs read (reasoned, not measured).
 //! Where the file system refuses direct writes (tmpfs, some network or overlay file
 //! systems), every byte goes through the cache as before.
 
