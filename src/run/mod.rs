@@ -25,7 +25,7 @@ use crate::run::memory_limit::{budget, current_rss, Budget};
 use crate::run::plan::{DiffUnit, Plan};
 use crate::run::progress::{ItemLine, Progress};
 use crate::run::schedule::{
-    buckets_for, estimate_diff_bytes, merge_batch_rows, release_free_memory,
+    buckets_for, estimate_diff_bytes, keep_freed_memory, merge_batch_rows, release_free_memory,
     release_free_memory_if_large, run_within_budget, SMALL_UNIT_ROWS,
 };
 use crate::stages::diff::merge::{write_part, Parts, SortedRows};
@@ -106,6 +106,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     // usage error too.
     let budget = budget(config)?;
     debug!("memory: budget {budget}");
+    keep_freed_memory(budget.bytes);
     if config.dates.is_some() {
         return extract_dates(config, &paths, &budget, started);
     }

@@ -101,6 +101,27 @@ pub fn release_free_memory() {
     }
 }
 
+/// Tells the allocator to keep what it frees, up to an eighth of `budget`, instead of
+/// unmapping large blocks and trimming the heap at once: a diff allocates and frees its
+/// columns unit after unit, and on a VM every page given back and faulted in again costs
+/// the host too (the large series' diff faulted 410,000 pages, 240,000 with this; system
+/// time 1.0–2.5 s → 0.7 s). Memory kept is still given back by `release_free_memory` once
+/// the process holds more than a quarter of the budget. At small budgets the eighth is
+/// about glibc's own limits (32 MiB blocks, 64 MiB of heap top).
+pub fn keep_freed_memory(budget: u64) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let eighth = libc::c_int::try_from(budget / 8).unwrap_or(libc::c_int::MAX);
+        let pad = eighth.min(64 << 20);
+        // SAFETY: mallopt only sets the allocator's thresholds; it is safe at any time.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, eighth);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, eighth);
+            libc::mallopt(libc::M_TOP_PAD, pad);
+        }
+    }
+}
+
 /// After a large unit or extract: freed memory is given back only once the process holds
 /// more than a quarter of `budget`. Below that, keeping it for the next unit spares faulting
 /// it in again (on the large series the run's system time fell from 5.6 to 2.5 s, for about
