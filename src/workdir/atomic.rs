@@ -18,7 +18,7 @@ pub const COMMIT_QUEUE: usize = 64;
 /// Writes a file through `write` and renames it to `path` only once it is on disk.
 pub fn write_file<F>(path: &Path, write: F) -> Result<()>
 where
-    F: FnOnce(&mut DirectWriter<'_>) -> Result<()>,
+    F: FnOnce(&mut DirectWriter<&mut File>) -> Result<()>,
 {
     commit(vec![stage_file(path, write)?])
 }
@@ -35,7 +35,7 @@ pub struct StagedFile {
 /// megabytes written past the page cache where the file system allows: `direct.rs`).
 pub fn stage_file<F>(path: &Path, write: F) -> Result<StagedFile>
 where
-    F: FnOnce(&mut DirectWriter<'_>) -> Result<()>,
+    F: FnOnce(&mut DirectWriter<&mut File>) -> Result<()>,
 {
     let dir = parent(path);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -125,7 +125,7 @@ impl Staging {
     /// `stage_file`, kept here.
     pub fn write<F>(&self, path: &Path, write: F) -> Result<()>
     where
-        F: FnOnce(&mut DirectWriter<'_>) -> Result<()>,
+        F: FnOnce(&mut DirectWriter<&mut File>) -> Result<()>,
     {
         let file = stage_file(path, write)?;
         self.0.borrow_mut().push(file);

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 
+use crate::workdir::direct::read_whole;
+
 /// Which rows a read keeps: those where `expr` is true. `columns` are the ones `expr` reads,
 /// so that a piece with no row to keep costs only those columns.
 #[derive(Clone)]
@@ -32,12 +34,13 @@ pub fn read_parquet(
     keep: Option<&RowPredicate>,
     map: Option<PieceMap>,
 ) -> PolarsResult<DataFrame> {
-    let mut reader = ParquetReader::new(File::open(path)?);
     if keep.is_none() && map.is_none() {
-        return reader
+        let bytes = read_whole(&mut File::open(path)?)?;
+        return ParquetReader::new(Cursor::new(bytes))
             .with_columns(columns.map(<[String]>::to_vec))
             .finish();
     }
+    let mut reader = ParquetReader::new(File::open(path)?);
     // A view of the file that holds one row group at a time.
     let mut one_group = (**reader.get_metadata()?).clone();
     let groups = std::mem::take(&mut one_group.row_groups);

@@ -28,6 +28,7 @@ use crate::dump::{DumpError, DumpReader, Event, InsertHead, Row, TableDef};
 use crate::stages::discover::Backup;
 use crate::stages::extract::source::{open_backup, OnRead};
 use crate::workdir::atomic::StagedDir;
+use crate::workdir::direct::DirectWriter;
 use crate::workdir::interrupt;
 use crate::workdir::state::ExtractInputs;
 
@@ -307,10 +308,14 @@ fn column_map(layout: &Layout, head: &InsertHead) -> Result<(Vec<usize>, usize),
     Ok((map, columns.len()))
 }
 
-/// Where a partition file's bytes go: a file, or a buffer in memory (the dry run's sample,
-/// which writes nothing).
+/// What a partition file gathers before it writes (`DirectWriter`): a few hundred files may
+/// be open at once.
+const PARTITION_BUFFER_BYTES: usize = 256 << 10;
+
+/// Where a partition file's bytes go: a file, past the page cache where it can
+/// (`workdir::direct`), or a buffer in memory (the dry run's sample, which writes nothing).
 pub(crate) enum Sink {
-    File(File),
+    File(DirectWriter<File>),
     Memory(MemoryFile),
 }
 
@@ -480,7 +485,8 @@ impl PartitionWriters {
                 let path = dir.join(&name);
                 let file = File::create(&path)
                     .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-                (Sink::File(file), None)
+                let out = DirectWriter::with_buffer(file, PARTITION_BUFFER_BYTES);
+                (Sink::File(out), None)
             }
             None => {
                 let memory = MemoryFile::default();

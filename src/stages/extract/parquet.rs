@@ -6,7 +6,7 @@
 //! Rows are buffered per file in batches of a fixed size, each written as a row group, so
 //! memory stays flat whatever the size of the dump.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use anyhow::Result;
 use polars::prelude::{
@@ -232,7 +232,7 @@ fn text(bytes: &[u8], ascii: bool) -> Result<&str, String> {
 }
 
 pub(super) struct ParquetPartition {
-    writer: FileWriter<BufWriter<Sink>>,
+    writer: FileWriter<Sink>,
     /// The file's Arrow schema (text as `Utf8View`: the dictionaries' pages are those of a
     /// string column, and readers see strings) and its Parquet columns.
     schema: ArrowSchemaRef,
@@ -262,8 +262,8 @@ impl ParquetPartition {
         let create = || -> Result<_> {
             let schema = file_schema(layout).to_arrow(CompatLevel::newest());
             let fields = to_parquet_schema(&schema)?.fields().to_vec();
-            let out = BufWriter::with_capacity(256 << 10, sink);
-            let writer = FileWriter::try_new(out, schema.clone(), options)?;
+            // No buffer in front: the sink gathers whole blocks itself.
+            let writer = FileWriter::try_new(sink, schema.clone(), options)?;
             Ok((writer, schema.into(), fields))
         };
         let (writer, schema, fields) =
