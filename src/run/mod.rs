@@ -106,7 +106,7 @@ pub fn run(config: &Config, stages: Stages) -> Result<RunSummary> {
     // usage error too.
     let budget = budget(config)?;
     debug!("memory: budget {budget}");
-    keep_freed_memory(budget.bytes);
+    keep_freed_memory(budget.bytes, config.jobs);
     if config.dates.is_some() {
         return extract_dates(config, &paths, &budget, started);
     }

@@ -108,16 +108,22 @@ pub fn release_free_memory() {
 /// time 1.0–2.5 s → 0.7 s). Memory kept is still given back by `release_free_memory` once
 /// the process holds more than a quarter of the budget. At small budgets the eighth is
 /// about glibc's own limits (32 MiB blocks, 64 MiB of heap top).
-pub fn keep_freed_memory(budget: u64) {
+/// And one heap (arena) per worker, `jobs`, instead of one per thread (polars' pool, the
+/// extracts' readers, the workers): what one thread frees, another reuses, instead of each
+/// growing a heap of its own. The large series: peak 1.08 → 0.98 GB, page faults
+/// 263,000 → 237,000, 12.56 → 12.35 s (medians of 5 interleaved).
+pub fn keep_freed_memory(budget: u64, jobs: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let eighth = libc::c_int::try_from(budget / 8).unwrap_or(libc::c_int::MAX);
         let pad = eighth.min(64 << 20);
+        let arenas = libc::c_int::try_from(jobs.max(1)).unwrap_or(libc::c_int::MAX);
         // SAFETY: mallopt only sets the allocator's thresholds; it is safe at any time.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, eighth);
             libc::mallopt(libc::M_TRIM_THRESHOLD, eighth);
             libc::mallopt(libc::M_TOP_PAD, pad);
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
 }
