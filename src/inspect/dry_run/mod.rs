@@ -18,7 +18,7 @@ use crate::inspect::dry_run::forecast::{
 use crate::inspect::dry_run::sample::{measure_within, Limits, Measurement};
 use crate::run::memory_limit::{budget, Budget};
 use crate::run::plan::{partition_bytes_per_sql, DiffUnit, Plan, GZIP_RATIO, ROWS_PER_SQL_BYTE};
-use crate::run::schedule::{buckets_for, estimate_diff_bytes, extract_share};
+use crate::run::schedule::{buckets_for, estimate_diff_bytes, extract_share, keep_freed_memory};
 use crate::stages::extract::sql_size::{sql_size, SqlSize};
 use crate::stages::extract::PartitionInfo;
 use crate::values::bytes::human;
@@ -65,6 +65,8 @@ pub fn describe(config: &Config, stages: Stages) -> Result<String> {
         Stages::All => !pending_extracts.is_empty() || diffs_pending,
     };
     let budget = budget(config)?;
+    // The allocator as the run sets it, so that the sample costs what the run's work does.
+    keep_freed_memory(budget.bytes, config.jobs);
     let share = extract_share(budget.bytes, config.jobs);
     let sample = work_to_time.then(|| sample_largest(&plan, &pending_extracts, config, &budget));
     // Ctrl-C stops the sample early; the dry run then stops too, rather than print a
