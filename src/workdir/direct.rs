@@ -372,6 +372,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_failed_background_write_fails_the_file() {
+        let dir = disk_folder();
+        let path = dir.path().join("read-only");
+        File::create(&path).unwrap();
+        // Opened for reading only: every write of it fails, the background ones too.
+        let mut out = DirectWriter::with_buffer(File::open(&path).unwrap(), 2 * ALIGNMENT);
+        // Two whole buffers and no tail: only background writes.
+        let written = (out.write_all(&pattern(4 * ALIGNMENT))).and_then(|()| out.flush());
+        assert!(written.is_err(), "a write into a read-only file succeeded");
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn whole_buffers_go_past_the_cache_where_the_file_system_allows() {
