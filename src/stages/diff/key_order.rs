@@ -12,9 +12,17 @@ use polars::prelude::{
 use crate::config::layout::Layout;
 use crate::dump::ColumnKind;
 
+/// The rows of a frame in key order, and whether each key occurs once.
+pub(super) struct KeyOrder {
+    pub rows: IdxCa,
+    /// No two rows have equal keys (NULL equal to NULL), seen for free in the sorted ranks:
+    /// the first backup's diff needs no separate pass over its fingerprints.
+    pub unique: bool,
+}
+
 /// The rows of `frame` in key order (NULL first, then ascending; equal keys in row order),
 /// or None when its key cannot be ranked here.
-pub(super) fn key_order(frame: &DataFrame, layout: &Layout) -> Option<IdxCa> {
+pub(super) fn key_order(frame: &DataFrame, layout: &Layout) -> Option<KeyOrder> {
     let rows = frame.height();
     let row_bits = bits_for(rows as u64);
     let mut ranks: Vec<Ranks> = Vec::new();
@@ -41,19 +49,39 @@ pub(super) fn key_order(frame: &DataFrame, layout: &Layout) -> Option<IdxCa> {
         }
         shift += column.bits;
     }
-    let mask = (1u128 << row_bits) - 1;
-    let order: Vec<IdxSize> = if bits <= 64 {
+    let (order, unique) = if bits <= 64 {
         let mut packed: Vec<u64> = packed.into_iter().map(|p| p as u64).collect();
         packed.sort_unstable();
-        packed
-            .iter()
-            .map(|&p| (p as u128 & mask) as IdxSize)
-            .collect()
+        rows_of(&packed, row_bits)
     } else {
         packed.sort_unstable();
-        packed.iter().map(|&p| (p & mask) as IdxSize).collect()
+        rows_of(&packed, row_bits)
     };
-    Some(IdxCa::from_vec(PlSmallStr::EMPTY, order))
+    Some(KeyOrder {
+        rows: IdxCa::from_vec(PlSmallStr::EMPTY, order),
+        unique,
+    })
+}
+
+/// The row numbers in sorted packed ranks (their low `row_bits`), and whether every
+/// key (the bits above) differs from the one before it.
+fn rows_of<P>(packed: &[P], row_bits: u32) -> (Vec<IdxSize>, bool)
+where
+    P: Copy + Into<u128>,
+{
+    let mask = (1u128 << row_bits) - 1;
+    let mut unique = true;
+    let mut previous_key = None;
+    let rows = (packed.iter())
+        .map(|&p| {
+            let p: u128 = p.into();
+            let key = p >> row_bits;
+            unique &= previous_key != Some(key);
+            previous_key = Some(key);
+            (p & mask) as IdxSize
+        })
+        .collect();
+    (rows, unique)
 }
 
 /// One key column's rank per row: 0 for NULL, then 1, 2, … in the column's order.
@@ -181,10 +209,66 @@ mod tests {
         for n in [0, 1, 2, 1000] {
             let frame = rows(n);
             let order = key_order(&frame, &layout).expect("these keys rank");
-            let ours = frame.take(&order).unwrap();
+            let ours = frame.take(&order.rows).unwrap();
             let polars = sort_by_key(frame.lazy(), &layout).collect().unwrap();
             assert!(ours.equals_missing(&polars), "{n} rows:\n{ours}\n{polars}");
         }
+    }
+
+    /// `unique` is false exactly when two rows share every key value, NULLs included, in
+    /// both packings (up to 64 bits, and wider).
+    #[test]
+    fn duplicated_keys_are_seen() {
+        let narrow = test_layout(
+            &[
+                ("t", ColumnKind::Text, true),
+                ("time", ColumnKind::Integer, true),
+                ("value", ColumnKind::Integer, false),
+            ],
+            Time::None,
+        );
+        let wide = test_layout(
+            &[
+                ("a", ColumnKind::Integer, true),
+                ("b", ColumnKind::Integer, true),
+                ("t", ColumnKind::Text, true),
+                ("time", ColumnKind::Integer, true),
+                ("value", ColumnKind::Integer, false),
+            ],
+            Time::None,
+        );
+        let frame = |t: &[Option<&str>], time: &[Option<i64>]| {
+            let n = t.len() as i64;
+            df!(
+                "a" => (0..n).map(|i| (i % 2) << 47).collect::<Vec<_>>(),
+                "b" => (0..n).map(|i| (i % 2 * 3) << 45).collect::<Vec<_>>(),
+                "t" => t,
+                "time" => time,
+                "value" => (0..n).collect::<Vec<_>>()
+            )
+            .unwrap()
+        };
+        let unique = |frame: &DataFrame, layout: &Layout| key_order(frame, layout).unwrap().unique;
+        // Same text, other times; NULL text once; NULL time once.
+        let distinct = frame(
+            &[Some("x"), Some("x"), None, Some("y")],
+            &[Some(1), Some(2), Some(1), None],
+        );
+        assert!(unique(&distinct, &narrow));
+        assert!(unique(&distinct, &wide));
+        // Rows 0 and 2 share ("x", 1); rows 1 and 3 a NULL time beside "y".
+        let repeated = frame(
+            &[Some("x"), Some("y"), Some("x"), Some("y")],
+            &[Some(1), None, Some(1), None],
+        );
+        assert!(!unique(&repeated, &narrow));
+        // `a` and `b` (ranks 48 and 47 bits wide: more than 64 in all) follow the row's
+        // parity, so they repeat with the rest.
+        assert!(!unique(&repeated, &wide));
+        // Only `a` and `b` tell these apart.
+        let only_a = frame(&[Some("x"), Some("x")], &[Some(1), Some(1)]);
+        assert!(unique(&only_a, &wide));
+        assert!(!unique(&only_a, &narrow));
     }
 
     #[test]
@@ -206,7 +290,7 @@ mod tests {
         let polars = sort_by_key(frame.clone().lazy(), &layout)
             .collect()
             .unwrap();
-        assert!(frame.take(&order).unwrap().equals_missing(&polars));
+        assert!(frame.take(&order.rows).unwrap().equals_missing(&polars));
     }
 
     #[test]

@@ -422,11 +422,19 @@ fn diff_on_fingerprints(
     let rows = new.height();
     let names: Vec<&str> = layout.names().collect();
     let Some(old) = old else {
-        let distinct = new.column(fingerprint::COLUMN)?.n_unique()?;
-        if distinct != rows {
-            return Ok(None);
-        }
-        let mut issues = sorted_by_key(new.select(names)?, layout)?;
+        let stored = new.select(names)?;
+        let mut issues = match key_order(&stored, layout) {
+            Some(order) if order.unique => stored.take(&order.rows)?,
+            // A duplicated key: the join names it.
+            Some(_) => return Ok(None),
+            None => {
+                let distinct = new.column(fingerprint::COLUMN)?.n_unique()?;
+                if distinct != rows {
+                    return Ok(None);
+                }
+                sort_by_key(stored.lazy(), layout).collect()?
+            }
+        };
         issues.with_column(Column::new_scalar(ADDED.into(), true.into(), rows))?;
         return Ok(Some(DiffResult {
             added: issues.height(),
@@ -647,7 +655,7 @@ pub fn sort_by_key(frame: LazyFrame, layout: &Layout) -> LazyFrame {
 /// (`key_order.rs`), else by polars.
 fn sorted_by_key(frame: DataFrame, layout: &Layout) -> Result<DataFrame> {
     match key_order(&frame, layout) {
-        Some(order) => Ok(frame.take(&order)?),
+        Some(order) => Ok(frame.take(&order.rows)?),
         None => Ok(sort_by_key(frame.lazy(), layout).collect()?),
     }
 }
