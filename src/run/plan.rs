@@ -23,7 +23,7 @@ pub const ROWS_PER_SQL_BYTE: f64 = 1.0 / 140.0;
 pub fn partition_bytes_per_sql(format: PartitionFormat) -> f64 {
     match format {
         PartitionFormat::Csv => 0.8,
-        PartitionFormat::Parquet => 0.19,
+        PartitionFormat::Parquet => 0.22,
     }
 }
 
