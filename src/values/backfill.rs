@@ -69,10 +69,16 @@ impl Revisions {
         for (lag, count) in &other.by_lag {
             *self.by_lag.entry(*lag).or_default() += count;
         }
-        self.sized += other.sized;
-        self.abs_sum += other.abs_sum;
-        self.relative += other.relative;
-        self.relative_sum += other.relative_sum;
+        // As in `record`: sizes whose sum would overflow are left out (here a unit's at
+        // once), or the summary's mean |Δ| would read `inf` (and `null` in summary.json).
+        if (self.abs_sum + other.abs_sum).is_finite() {
+            self.sized += other.sized;
+            self.abs_sum += other.abs_sum;
+        }
+        if (self.relative_sum + other.relative_sum).is_finite() {
+            self.relative += other.relative;
+            self.relative_sum += other.relative_sum;
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -154,6 +160,27 @@ mod tests {
         let json = serde_json::to_string(&revisions).unwrap();
         let back: Revisions = serde_json::from_str(&json).unwrap();
         assert_eq!(back, revisions);
+    }
+
+    /// Units whose sums are each finite but overflow together (the bench's series holds
+    /// ±1.8e308): the summary's means stay numbers, over the units that fit.
+    #[test]
+    fn merged_sums_that_overflow_are_left_out() {
+        let unit = |new: f64, old: f64| {
+            let mut revisions = Revisions::default();
+            revisions.record(1, Some(new), Some(old));
+            revisions
+        };
+        let mut total = unit(1e308, 0.0);
+        total.merge(&unit(1e308, 0.0)); // 2e308 overflows: left out
+        total.merge(&unit(3.0, 1.0));
+        total.merge(&unit(-1e308, 0.0)); // so does this one
+        assert_eq!(total.count(), 4);
+        assert_eq!((total.sized, total.abs_sum), (2, 1e308 + 2.0));
+        assert_eq!((total.relative, total.relative_sum), (1, 2.0));
+        let backfill = Backfill::new(&total, 4);
+        assert_eq!(backfill.mean_abs_revision, Some((1e308 + 2.0) / 2.0));
+        assert_eq!(backfill.mean_relative_revision, Some(2.0));
     }
 
     #[test]
