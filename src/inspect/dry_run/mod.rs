@@ -6,6 +6,7 @@ pub mod forecast;
 pub mod sample;
 
 use std::fmt::Write as _;
+use std::time::Instant;
 
 use anyhow::Result;
 
@@ -18,7 +19,9 @@ use crate::inspect::dry_run::forecast::{
 use crate::inspect::dry_run::sample::{measure_within, Limits, Measurement};
 use crate::run::memory_limit::{budget, Budget};
 use crate::run::plan::{partition_bytes_per_sql, DiffUnit, Plan, GZIP_RATIO, ROWS_PER_SQL_BYTE};
-use crate::run::schedule::{buckets_for, estimate_diff_bytes, extract_share, keep_freed_memory};
+use crate::run::schedule::{
+    buckets_for, estimate_diff_bytes, extract_share, keep_freed_memory, release_free_memory,
+};
 use crate::stages::extract::sql_size::{sql_size, SqlSize};
 use crate::stages::extract::PartitionInfo;
 use crate::values::bytes::human;
@@ -285,8 +288,28 @@ fn sample_largest(
         .expect("a plan has backups");
     let buffer_bytes = extract_share(budget.bytes, 1).buffer_bytes;
     let limits = Limits::within(budget.bytes);
-    measure_within(&plan.extracts[largest].backup, config, limits, buffer_bytes)
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    // The median of three samples: on a shared machine one sample of half a second can
+    // catch a busy moment (it once predicted 1.47x the run). A slow sample (a debug build,
+    // a slow disk) is not repeated.
+    while samples.len() < SAMPLES
+        && (samples.is_empty() || started.elapsed().as_secs_f64() < REPEAT_WITHIN_SECONDS)
+    {
+        // Each sample starts with the memory given back, as the run's first units do: one
+        // that reused the last sample's memory measured the diff at half its cost.
+        release_free_memory();
+        let backup = &plan.extracts[largest].backup;
+        samples.push(measure_within(backup, config, limits, buffer_bytes)?);
+        crate::workdir::interrupt::check()?;
+    }
+    Ok(Measurement::median(samples).expect("one sample at least"))
 }
+
+/// Samples the dry run takes of the largest backup, while they take at most
+/// `REPEAT_WITHIN_SECONDS` together.
+const SAMPLES: usize = 3;
+const REPEAT_WITHIN_SECONDS: f64 = 3.0;
 
 /// The diff work pending for backup `index`; None when its units are all done.
 fn diff_work(
@@ -377,6 +400,10 @@ fn describe_time(
         duration(forecast.extract_cpu),
         duration(forecast.diff_cpu)
     )?;
+    let samples = match measurement.samples {
+        1 => String::new(),
+        n => format!(" (the median of {n} samples)"),
+    };
     let part = if measurement.whole {
         "the whole".to_string()
     } else {
@@ -384,7 +411,7 @@ fn describe_time(
     };
     writeln!(
         w,
-        "  measured here in {:.1} s on {part} {}, in memory: extraction {:.0} MB/s of SQL per \
+        "  measured here in {:.1} s{samples} on {part} {}, in memory: extraction {:.0} MB/s of SQL per \
          backup on {:.1} cores ({} at once on {} cores); diff {:.2} µs, {:.2} µs and {:.2} µs \
          of CPU per row to read, compare and write, on {:.1} cores per unit ({} at once)",
         measurement.extract.wall

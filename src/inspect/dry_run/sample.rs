@@ -3,6 +3,7 @@
 //! timed (wall and CPU) on this machine. Nothing is written; the sample is bounded in SQL
 //! bytes and in seconds, so the dry run stays quick whatever the size of the backups.
 
+use std::cmp::Ordering::Equal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -108,6 +109,8 @@ pub struct Measurement {
     pub sources: usize,
     /// True when the sample is the whole backup.
     pub whole: bool,
+    /// Samples taken of the backup; the timings are their median's (`median`).
+    pub samples: usize,
     /// Decompressing (on a thread of its own), parsing and encoding the partitions (in
     /// memory, on the calling thread).
     pub extract: Timing,
@@ -133,6 +136,33 @@ impl Measurement {
     /// SQL bytes per byte of the file, as far as the sample shows.
     pub fn compression(&self) -> f64 {
         self.sql_bytes as f64 / self.file_bytes.max(1) as f64
+    }
+
+    /// CPU seconds per SQL byte of the busier extraction thread (`Rates::of`'s pace).
+    fn extract_pace(&self) -> f64 {
+        let decode = self.extract.cpu - self.extract.thread_cpu;
+        self.extract.thread_cpu.max(decode) / self.sql_bytes.max(1) as f64
+    }
+
+    /// The middle of several samples of one backup: the extraction of the sample whose
+    /// extraction went at the median pace, and the diff of the one whose diff did (each
+    /// whole, as a sample cut by the clock holds fewer rows than the others).
+    pub fn median(mut samples: Vec<Measurement>) -> Option<Measurement> {
+        let taken = samples.len();
+        let middle = taken.checked_sub(1)? / 2;
+        let diff_pace = |m: &Measurement| {
+            m.diff.as_ref().map(|d| {
+                let steps = [d.read, d.first, d.compare, d.emit];
+                steps.iter().map(|t| t.cpu).sum::<f64>() / d.rows.max(1) as f64
+            })
+        };
+        samples.sort_by(|a, b| diff_pace(a).partial_cmp(&diff_pace(b)).unwrap_or(Equal));
+        let diff = samples[middle].diff.clone();
+        samples.sort_by(|a, b| a.extract_pace().total_cmp(&b.extract_pace()));
+        let mut median = samples.swap_remove(middle);
+        median.diff = diff;
+        median.samples = taken;
+        Some(median)
     }
 }
 
@@ -190,6 +220,7 @@ pub fn measure_within(
         rows,
         sources,
         whole: sampled.whole,
+        samples: 1,
         extract,
         diff,
     })
@@ -222,4 +253,66 @@ fn time_diff(bytes: Vec<u8>, layout: &Layout, config: &Config) -> Result<DiffTim
         compare,
         emit,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(cpu: f64) -> Timing {
+        Timing {
+            wall: cpu,
+            cpu,
+            thread_cpu: cpu,
+        }
+    }
+
+    /// A sample of `sql_bytes` whose extraction took `extract` CPU seconds, and whose diff
+    /// of `rows` took `diff` CPU seconds in each step.
+    fn sample(sql_bytes: u64, extract: f64, rows: u64, diff: f64) -> Measurement {
+        Measurement {
+            file: "b.sql.gz".into(),
+            sql_bytes,
+            file_bytes: sql_bytes / 8,
+            rows,
+            sources: 1,
+            whole: false,
+            samples: 1,
+            extract: timing(extract),
+            diff: Some(DiffTiming {
+                rows,
+                read: timing(diff),
+                first: timing(diff),
+                compare: timing(diff),
+                emit: timing(diff),
+            }),
+        }
+    }
+
+    /// One busy sample among three does not move the rates; each part comes whole from
+    /// one sample, by pace (per byte, per row), not by raw seconds.
+    #[test]
+    fn the_median_sample_ignores_a_busy_one() {
+        let samples = vec![
+            sample(1000, 3.0, 100, 0.2), // busy: slow extraction and diff
+            sample(1000, 1.0, 100, 0.1),
+            sample(500, 0.45, 50, 0.06), // cut short by the clock, about as fast
+        ];
+        let median = Measurement::median(samples).unwrap();
+        assert_eq!((median.sql_bytes, median.extract.cpu), (1000, 1.0));
+        assert_eq!(median.samples, 3);
+        let diff = median.diff.unwrap();
+        assert_eq!((diff.rows, diff.emit.cpu), (50, 0.06));
+        // By seconds the middle diff would be the 0.1 s one; per row it is the 0.06 s one.
+        let middle = Measurement::median(vec![
+            sample(1000, 1.0, 100, 0.1),
+            sample(1000, 1.0, 100, 0.2),
+            sample(1000, 1.0, 50, 0.06),
+        ])
+        .unwrap();
+        assert_eq!(middle.diff.unwrap().emit.cpu, 0.06);
+        assert!(Measurement::median(Vec::new()).is_none());
+        let one = Measurement::median(vec![sample(10, 1.0, 1, 1.0)]).unwrap();
+        assert_eq!(one.sql_bytes, 10);
+    }
 }
