@@ -10,6 +10,7 @@ pub mod sql_size;
 mod csv;
 mod dictionary;
 pub mod fingerprint;
+mod integer_dictionary;
 mod numbers;
 pub mod parquet;
 

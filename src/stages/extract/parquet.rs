@@ -10,8 +10,9 @@ use std::io::Write;
 
 use anyhow::Result;
 use polars::prelude::{
-    ArrayRef, BinaryChunkedBuilder, ChunkedBuilder, CompatLevel, DataType, Field, Float64Type,
-    Int64Type, PlSmallStr, PrimitiveChunkedBuilder, Schema, SchemaExt, UInt64Type,
+    ArrayRef, BinaryChunkedBuilder, ChunkedArray, ChunkedBuilder, CompatLevel, DataType, Field,
+    Float64Type, Int64Type, PlSmallStr, PolarsNumericType, PrimitiveChunkedBuilder, Schema,
+    SchemaExt, UInt64Type,
 };
 use polars_arrow::array::PrimitiveArray;
 use polars_arrow::datatypes::ArrowSchemaRef;
@@ -24,6 +25,7 @@ use polars_parquet::write::{
 use super::csv::{binary_for_number, number_for_binary};
 use super::dictionary::DictionaryColumn;
 use super::fingerprint::{self, KeyFingerprint};
+use super::integer_dictionary;
 use super::numbers::parse_unsigned;
 use super::numbers::{parse_decimal, parse_integer};
 use crate::config::layout::Layout;
@@ -189,22 +191,28 @@ impl Builder {
     /// The column's rows as one array, and the encoding to write it with. Text is a
     /// dictionary already; doubles are written plain, as polars' writer did after estimating
     /// their distinct values (a HyperLogLog pass, a hash per value): measured values rarely
-    /// repeat. Integers are left to polars' writer, which dictionary-encodes those in a
-    /// narrow range from a bitmap, cheaply, and the others when they repeat (timestamps).
+    /// repeat. Integers are dictionary-encoded when they repeat (`integer_dictionary.rs`).
     fn finish(self) -> (ArrayRef, Encoding) {
         fn array<T: polars::prelude::PolarsDataType>(
             column: polars::prelude::ChunkedArray<T>,
         ) -> ArrayRef {
             column.rechunk().chunks()[0].clone()
         }
+        fn integers<T: PolarsNumericType>(column: ChunkedArray<T>) -> (ArrayRef, Encoding)
+        where
+            T::Native: std::hash::Hash + Eq + Into<i128>,
+        {
+            let rows = column.rechunk().downcast_iter().next().cloned();
+            integer_dictionary::encode(rows.expect("a rechunked column has one chunk"))
+        }
         match self {
             Builder::Text(mut b) | Builder::Decimal(mut b, _, _) => {
                 (b.finish(), Encoding::RleDictionary)
             }
-            Builder::Integer(b) => (array(b.finish()), Encoding::RleDictionary),
+            Builder::Integer(b) => integers(b.finish()),
             Builder::Float(b) => (array(b.finish()), Encoding::Plain),
             Builder::Binary(b) => (array(b.finish()), Encoding::RleDictionary),
-            Builder::Unsigned(b) => (array(b.finish()), Encoding::RleDictionary),
+            Builder::Unsigned(b) => integers(b.finish()),
         }
     }
 }
