@@ -126,7 +126,11 @@ impl<R: Read> Window<R> {
 
 impl<R> Drop for Window<R> {
     fn drop(&mut self) {
-        SPARE.set(std::mem::take(&mut self.data));
+        // A window grown for a long statement (up to `max_len`) is not kept: the thread
+        // would hold that memory after its extract.
+        if self.data.capacity() <= READ_CHUNK * 4 {
+            SPARE.set(std::mem::take(&mut self.data));
+        }
     }
 }
 
@@ -183,30 +187,34 @@ mod tests {
     /// limit is its own, not the size a window before it grew to.
     #[test]
     fn a_reused_buffer_holds_nothing_of_the_last_window() {
-        let big: Vec<u8> = (0..5 * READ_CHUNK).map(|i| (i % 251) as u8).collect();
-        // Grows the buffer past 2 MiB: nothing is consumed until the end.
-        let mut grown = Window::new(&big[..], 8 * READ_CHUNK);
-        while grown.fill_more().unwrap() {}
-        assert_eq!(grown.bytes(), &big[..]);
-        drop(grown);
+        // Read whole without consuming: the buffer grows to 4 MiB, and is kept.
+        let big: Vec<u8> = (0..3 * READ_CHUNK).map(|i| (i % 251) as u8).collect();
+        let grow = |input: &[u8]| {
+            let mut grown = Window::new(input, 8 * READ_CHUNK);
+            while grown.fill_more().unwrap() {}
+            assert_eq!(grown.bytes(), input);
+        };
+        grow(&big);
         assert_eq!(
             read_all(b"(1,'a'),(2,'b')", 4 * READ_CHUNK).unwrap(),
             b"(1,'a'),(2,'b')"
         );
         assert_eq!(read_all(b"", 4 * READ_CHUNK).unwrap(), b"");
         // A window that may not grow refuses what does not fit, after one that grew.
-        let mut grown = Window::new(&big[..], 8 * READ_CHUNK);
-        while grown.fill_more().unwrap() {}
-        drop(grown);
+        grow(&big);
         let mut small = Window::new(&big[..], 2 * READ_CHUNK);
         let full = loop {
             match small.fill_more() {
                 Ok(true) => continue,
-                Ok(false) => panic!("5 MiB fit a window of at most 2 MiB"),
+                Ok(false) => panic!("3 MiB fit a window of at most 2 MiB"),
                 Err(e) => break e,
             }
         };
         assert!(full.get_ref().is_some_and(|e| e.is::<WindowFull>()));
         assert_eq!(small.bytes(), &big[..2 * READ_CHUNK]);
+        drop(small);
+        // A window grown past 4 MiB leaves no buffer behind.
+        grow(&[7u8; 5 * READ_CHUNK]);
+        assert_eq!(SPARE.take().capacity(), 0);
     }
 }
