@@ -554,23 +554,61 @@ impl BackupTally {
 /// Groups the units of each source into one chain, in date order, so that the partition
 /// read as the newer side of one pair is the older side of the next without being read
 /// again. A chain needs the memory of its largest unit. Units split into buckets stay alone.
-fn chains(work: Vec<(u64, (DiffUnit, usize))>) -> Vec<(u64, Vec<(DiffUnit, usize)>)> {
+/// A chain of small units is cut into pieces (`pieces`), which run side by side.
+fn chains(work: Vec<Pending>) -> Vec<(u64, Vec<(DiffUnit, usize)>)> {
     let mut alone = Vec::new();
-    let mut by_source: BTreeMap<String, (u64, Vec<(DiffUnit, usize)>)> = BTreeMap::new();
+    let mut by_source: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
     for (estimate, (unit, buckets)) in work {
         if buckets > 1 {
             alone.push((estimate, vec![(unit, buckets)]));
         } else {
-            let chain = by_source.entry(unit.stem.clone()).or_default();
-            chain.0 = chain.0.max(estimate);
-            chain.1.push((unit, buckets));
+            (by_source.entry(unit.stem.clone()).or_default()).push((estimate, (unit, buckets)));
         }
     }
-    for (_, units) in by_source.values_mut() {
-        units.sort_by_key(|(unit, _)| unit.index);
+    for mut units in by_source.into_values() {
+        units.sort_by_key(|(_, (unit, _))| unit.index);
+        let small = units
+            .iter()
+            .all(|(_, (unit, _))| unit.rows < SMALL_UNIT_ROWS);
+        let piece_rows = if small { CHAIN_PIECE_ROWS } else { u64::MAX };
+        for piece in pieces(units, |(_, (unit, _))| unit.rows, piece_rows) {
+            let estimate = piece.iter().map(|(estimate, _)| *estimate).max();
+            let units = piece.into_iter().map(|(_, unit)| unit).collect();
+            alone.push((estimate.unwrap_or(0), units));
+        }
     }
-    alone.extend(by_source.into_values());
     alone
+}
+
+/// A unit to run: its memory estimate, and the unit with the buckets it is split into.
+type Pending = (u64, (DiffUnit, usize));
+
+/// Rows (of both partitions, over its units) after which a chain of small units is cut.
+/// Chains of a long history of small units differ in size with their sources (the small
+/// series' two: 2,300 and 5,500 rows a day), and one worker ran the longer alone while the
+/// other had finished: the diff stage kept 1.2–1.6 of 2 cores busy. Each cut costs a read
+/// of one small partition. Chains of larger units stay whole: there a cut reads and faults
+/// a large partition again, and cutting made the large series' diff no faster (measured).
+const CHAIN_PIECE_ROWS: u64 = 1 << 20;
+
+/// `units` in order, cut into consecutive pieces of at least `piece_rows` rows each (the
+/// last may have fewer); one piece when `piece_rows` is `u64::MAX`.
+fn pieces<T>(units: Vec<T>, rows: impl Fn(&T) -> u64, piece_rows: u64) -> Vec<Vec<T>> {
+    let mut pieces = Vec::new();
+    let mut piece = Vec::new();
+    let mut piece_total = 0u64;
+    for unit in units {
+        piece_total = piece_total.saturating_add(rows(&unit));
+        piece.push(unit);
+        if piece_total >= piece_rows {
+            pieces.push(std::mem::take(&mut piece));
+            piece_total = 0;
+        }
+    }
+    if !piece.is_empty() {
+        pieces.push(piece);
+    }
+    pieces
 }
 
 /// A partition kept from one unit of a chain for the next: the backup it belongs to (its
@@ -927,5 +965,23 @@ fn summarize(
         units_run,
         units_reused,
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_are_cut_after_enough_rows_in_order() {
+        let cut = |rows: &[u64], piece_rows| pieces(rows.to_vec(), |&r| r, piece_rows);
+        assert_eq!(
+            cut(&[3, 3, 3, 3, 3], 6),
+            vec![vec![3, 3], vec![3, 3], vec![3]]
+        );
+        assert_eq!(cut(&[10, 1, 1, 7], 6), vec![vec![10], vec![1, 1, 7]]);
+        assert_eq!(cut(&[1, 2, 3], u64::MAX), vec![vec![1, 2, 3]]);
+        assert_eq!(cut(&[], 6), Vec::<Vec<u64>>::new());
+        assert_eq!(cut(&[u64::MAX, 1], u64::MAX), vec![vec![u64::MAX], vec![1]]);
     }
 }
