@@ -1,6 +1,6 @@
 //! The memory budget changes how the work runs, never what it writes: units split into
-//! buckets (merged again as they are written out), or run two at a time, give the same bytes
-//! as one at a time. A limit below what migrate can hold is refused.
+//! buckets (merged again as they are written out), or run two at a time, or chains of units
+//! cut into pieces, give the same bytes as one at a time. A limit below what migrate can hold is refused.
 
 mod common;
 
@@ -60,6 +60,31 @@ fn split_and_concurrent_units_write_the_same_output() {
     let concurrent = tempfile::tempdir().unwrap();
     run(data.path(), concurrent.path(), &["--jobs", "2"]);
     assert_same_output(concurrent.path(), reference.path(), &[]);
+}
+
+/// Chains of small units cut into pieces (every unit its own, with the hidden
+/// `--chain-piece-rows`) that run side by side, each reading its older partition from disk,
+/// write what one whole chain per source does.
+#[test]
+fn chains_cut_into_pieces_write_the_same_output() {
+    let data = tempfile::tempdir().unwrap();
+    write_series(data.path(), 5, 20, &[2]);
+    let whole = tempfile::tempdir().unwrap();
+    let log = run(data.path(), whole.path(), &["--jobs", "2", "-v"]);
+    assert!(!log.contains("cut into"), "cut without the flag: {log}");
+    for piece_rows in ["1", "150"] {
+        let cut = tempfile::tempdir().unwrap();
+        let log = run(
+            data.path(),
+            cut.path(),
+            &["--jobs", "2", "-v", "--chain-piece-rows", piece_rows],
+        );
+        assert!(
+            log.contains("cut into"),
+            "{piece_rows}: nothing was cut: {log}"
+        );
+        assert_same_output(cut.path(), whole.path(), &[]);
+    }
 }
 
 #[test]

@@ -593,6 +593,11 @@ pub struct RunArgs {
     #[arg(long, hide = true, value_name = "ROWS")]
     pub max_part_rows: Option<u64>,
 
+    /// Cut chains of small diff units after this many rows (both partitions) instead of
+    /// about a million: for tests of the cut, on data too small to be cut
+    #[arg(long, hide = true, value_name = "ROWS")]
+    pub chain_piece_rows: Option<u64>,
+
     /// Print the plan (backups, gaps, units done and pending, memory) and write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -713,6 +718,10 @@ impl RunArgs {
             return Err("--max-part-rows must be at least 1".into());
         }
         config.max_part_rows = self.max_part_rows;
+        if self.chain_piece_rows == Some(0) {
+            return Err("--chain-piece-rows must be at least 1".into());
+        }
+        config.chain_piece_rows = self.chain_piece_rows;
         config.dry_run = self.dry_run;
         config.dates = self.dates;
         Ok(config)

@@ -116,6 +116,9 @@ pub struct Config {
     /// Diff units of more rows (both partitions) than this are split, whatever the budget
     /// (tests of the split on small data).
     pub max_part_rows: Option<u64>,
+    /// Chains of small diff units are cut after this many rows instead of the default
+    /// (tests of the cut on small data).
+    pub chain_piece_rows: Option<u64>,
     /// The table the SQL output loads into (`--target-ddl`); None: the dump's columns, then
     /// `issue` and `lag`.
     pub target: Option<TargetTable>,
@@ -163,6 +166,7 @@ impl Config {
             dry_run: false,
             memory_limit: None,
             max_part_rows: None,
+            chain_piece_rows: None,
             target: None,
             dates: None,
             database: None,

@@ -396,7 +396,7 @@ fn diff_all(
     let (finished, to_commit) = std::sync::mpsc::sync_channel(COMMIT_QUEUE);
     let committer = std::thread::spawn(move || commit_finished(to_commit, journal));
     let done = run_within_budget(
-        chains(work),
+        chains(work, config.chain_piece_rows.unwrap_or(CHAIN_PIECE_ROWS)),
         budget,
         config.jobs,
         current_rss,
@@ -554,8 +554,9 @@ impl BackupTally {
 /// Groups the units of each source into one chain, in date order, so that the partition
 /// read as the newer side of one pair is the older side of the next without being read
 /// again. A chain needs the memory of its largest unit. Units split into buckets stay alone.
-/// A chain of small units is cut into pieces (`pieces`), which run side by side.
-fn chains(work: Vec<Pending>) -> Vec<(u64, Vec<(DiffUnit, usize)>)> {
+/// A chain of small units is cut into pieces of `piece_rows` (`pieces`), which run side
+/// by side.
+fn chains(work: Vec<Pending>, piece_rows: u64) -> Vec<(u64, Vec<(DiffUnit, usize)>)> {
     let mut alone = Vec::new();
     let mut by_source: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
     for (estimate, (unit, buckets)) in work {
@@ -565,17 +566,25 @@ fn chains(work: Vec<Pending>) -> Vec<(u64, Vec<(DiffUnit, usize)>)> {
             (by_source.entry(unit.stem.clone()).or_default()).push((estimate, (unit, buckets)));
         }
     }
+    let sources = by_source.len();
+    let whole = alone.len();
     for mut units in by_source.into_values() {
         units.sort_by_key(|(_, (unit, _))| unit.index);
         let small = units
             .iter()
             .all(|(_, (unit, _))| unit.rows < SMALL_UNIT_ROWS);
-        let piece_rows = if small { CHAIN_PIECE_ROWS } else { u64::MAX };
+        let piece_rows = if small { piece_rows } else { u64::MAX };
         for piece in pieces(units, |(_, (unit, _))| unit.rows, piece_rows) {
             let estimate = piece.iter().map(|(estimate, _)| *estimate).max();
             let units = piece.into_iter().map(|(_, unit)| unit).collect();
             alone.push((estimate.unwrap_or(0), units));
         }
+    }
+    if alone.len() - whole > sources {
+        debug!(
+            "the chains of {sources} source(s) cut into {} pieces",
+            alone.len() - whole
+        );
     }
     alone
 }
