@@ -72,12 +72,10 @@ impl Rates {
             cpu: steps.iter().map(|t| t.cpu).sum(),
             thread_cpu: 0.0,
         };
-        // Decompression and parsing overlap, so one extraction goes at the pace of the
-        // busier of its two threads. CPU times, not the wall clock: they do not depend on
-        // what else the machine was doing during the sample.
+        // CPU times, not the wall clock: they do not depend on what else the machine was
+        // doing during the sample.
         let extract = measurement.extract;
-        let decode = (extract.cpu - extract.thread_cpu).max(0.0);
-        let pace = extract.thread_cpu.max(decode).max(1e-6);
+        let pace = measurement.extract_seconds();
         Some(Rates {
             extract_bytes_per_second: measurement.sql_bytes as f64 / pace,
             extract_cores: (extract.cpu / pace).max(1.0),

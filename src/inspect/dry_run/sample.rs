@@ -138,10 +138,16 @@ impl Measurement {
         self.sql_bytes as f64 / self.file_bytes.max(1) as f64
     }
 
-    /// CPU seconds per SQL byte of the busier extraction thread (`Rates::of`'s pace).
+    /// CPU seconds of the busier of the extraction's two threads: decompression and parsing
+    /// overlap, so one extraction goes at that thread's pace.
+    pub fn extract_seconds(&self) -> f64 {
+        let decode = (self.extract.cpu - self.extract.thread_cpu).max(0.0);
+        self.extract.thread_cpu.max(decode).max(1e-6)
+    }
+
+    /// `extract_seconds` per SQL byte.
     fn extract_pace(&self) -> f64 {
-        let decode = self.extract.cpu - self.extract.thread_cpu;
-        self.extract.thread_cpu.max(decode) / self.sql_bytes.max(1) as f64
+        self.extract_seconds() / self.sql_bytes.max(1) as f64
     }
 
     /// The middle of several samples of one backup: the extraction of the sample whose
