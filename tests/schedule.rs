@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use regex::Regex;
 
 fn run(data: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> String {
     let output = migrate()
@@ -84,6 +85,82 @@ fn chains_cut_into_pieces_write_the_same_output() {
             "{piece_rows}: nothing was cut: {log}"
         );
         assert_same_output(cut.path(), whole.path(), &[]);
+    }
+}
+
+/// Diffs handed on while later backups are still extracted (every unit as soon as its two
+/// backups are saved, with `--chain-piece-rows 1`) write what diffs after all extraction do.
+#[test]
+fn diffs_started_during_extraction_write_the_same_output() {
+    let data = tempfile::tempdir().unwrap();
+    write_series(data.path(), 8, 40, &[3]);
+    let after = tempfile::tempdir().unwrap();
+    let log = run(data.path(), after.path(), &["--jobs", "1", "-v"]);
+    assert!(
+        log.contains(" 0 of 21 diff unit(s) handed on before extraction was over"),
+        "small units wait for a piece's worth of rows: {log}"
+    );
+    let during = tempfile::tempdir().unwrap();
+    let log = run(
+        data.path(),
+        during.path(),
+        &["--jobs", "2", "-v", "--chain-piece-rows", "1"],
+    );
+    let handed = Regex::new(r" (\d+) of 21 diff unit\(s\) handed on before extraction").unwrap();
+    let early: usize = handed.captures(&log).expect("the count is logged")[1]
+        .parse()
+        .unwrap();
+    // The last backup's units (3 sources) may come only at the end; every other backup's
+    // come as soon as it and the backup before it are saved.
+    assert!(early >= 18, "only {early} units handed on early: {log}");
+    assert_same_output(during.path(), after.path(), &[]);
+}
+
+/// A backup that cannot be extracted, with diffs running beside extraction: the others'
+/// diffs are done and recorded, the run fails naming it, and once it is replaced the rerun
+/// does only what depends on it and writes a fresh run's output.
+#[test]
+fn a_broken_backup_during_overlapped_diffs_leaves_the_rest_done() {
+    let data = tempfile::tempdir().unwrap();
+    let files = write_series(data.path(), 6, 40, &[]);
+    let fresh = tempfile::tempdir().unwrap();
+    run(data.path(), fresh.path(), &["--jobs", "1"]);
+    let broken = &files[3];
+    let whole = std::fs::read(broken).unwrap();
+    std::fs::write(broken, &whole[..whole.len() / 2]).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let overlapped = ["--jobs", "2", "-v", "--chain-piece-rows", "1"];
+    let output = migrate()
+        .arg("--backups")
+        .arg(data.path())
+        .arg("--out")
+        .arg(out.path())
+        .args(overlapped)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let name = broken.file_name().unwrap().to_string_lossy();
+    assert!(stderr.contains("could not be extracted: "), "{stderr}");
+    assert!(stderr.contains(&*name), "{stderr}");
+    std::fs::write(broken, &whole).unwrap();
+    let rerun = migrate()
+        .arg("--backups")
+        .arg(data.path())
+        .arg("--out")
+        .arg(out.path())
+        .args(overlapped)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&rerun.stdout);
+    // The extract of 20200604, and the diffs of it and 20200605 (3 sources each).
+    assert!(summary.contains("7 units run, 17 reused"), "{summary}");
+    for folder in ["issues", "removals"] {
+        assert_eq!(
+            snapshot(&out.path().join(folder)),
+            snapshot(&fresh.path().join(folder)),
+            "{folder} differ from a fresh run's"
+        );
     }
 }
 

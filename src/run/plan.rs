@@ -112,12 +112,26 @@ impl Plan {
         config: &Config,
         paths: &Paths,
     ) -> Option<Vec<DiffUnit>> {
-        let current = &self.extracts[index];
-        let info = current.done.as_ref()?;
+        let info = self.extracts[index].done.as_ref()?;
         let previous = match index.checked_sub(1) {
-            Some(i) => Some((&self.extracts[i], self.extracts[i].done.as_ref()?)),
+            Some(i) => Some(self.extracts[i].done.as_ref()?),
             None => None,
         };
+        Some(self.diff_units_of(index, info, previous, config, paths))
+    }
+
+    /// The diff units of backup `index`, given its extract (`info`) and the extract of the
+    /// backup before it (None for the first backup).
+    pub fn diff_units_of(
+        &self,
+        index: usize,
+        info: &PartitionInfo,
+        previous_info: Option<&PartitionInfo>,
+        config: &Config,
+        paths: &Paths,
+    ) -> Vec<DiffUnit> {
+        let current = &self.extracts[index];
+        let previous = previous_info.map(|i| (&self.extracts[index - 1], i));
         let date = current.backup.stamp();
         let inputs = DiffInputs {
             date: date.clone(),
@@ -145,7 +159,7 @@ impl Plan {
                 .find(|p| p.stem == stem)
                 .map_or(0, |p| p.rows)
         };
-        let units = sources
+        sources
             .into_iter()
             .map(|(stem, source)| {
                 let outputs_exist = paths
@@ -165,7 +179,6 @@ impl Plan {
                     rows: rows_of(info, stem) + previous.map_or(0, |(_, i)| rows_of(i, stem)),
                 }
             })
-            .collect();
-        Some(units)
+            .collect()
     }
 }

@@ -130,6 +130,15 @@ impl Drop for Progress {
     }
 }
 
+/// Logs a per-item line of work that runs while another stage's bar may be on screen:
+/// as `Progress::log` does, off a terminal always, above a bar only at `-v`.
+pub fn log_item(line: ItemLine) {
+    let bar_shown = SHOWN.lock().map(|bar| bar.is_some()).unwrap_or(false);
+    if !bar_shown || tracing::enabled!(tracing::Level::DEBUG) {
+        line.log();
+    }
+}
+
 /// `--log-format json` is on: per-item lines carry their numbers as fields too.
 static JSON_FIELDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

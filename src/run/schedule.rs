@@ -180,7 +180,8 @@ struct Running {
 }
 
 struct Admission<T> {
-    /// Units not started, largest estimate first.
+    /// Units not started, largest estimate last (popped first); equal estimates in the
+    /// order they came.
     queue: Vec<(u64, T)>,
     running_bytes: u64,
     running: Vec<Running>,
@@ -189,6 +190,11 @@ struct Admission<T> {
     /// admitted after it. None until a unit has finished.
     correction: Option<f64>,
     failed: bool,
+    /// No more units will come.
+    closed: bool,
+    /// Memory held by work beside the queue's (extracts still running): kept out of the
+    /// budget, and out of the peaks observed.
+    reserved: u64,
 }
 
 impl<T> Admission<T> {
@@ -196,17 +202,39 @@ impl<T> Admission<T> {
         (estimate as f64 * self.correction.unwrap_or(1.0)) as u64
     }
 
+    /// What the queue's units use of the process's resident memory `rss`.
+    fn own(&self, rss: u64) -> u64 {
+        rss.saturating_sub(self.reserved)
+    }
+
+    /// The unit to start now, as its place in the queue: the largest, if it fits beside the
+    /// running ones, or nothing runs and it could never fit. While memory is reserved, the
+    /// largest that fits beside it and them, rather than none until the reserve ends.
+    fn next_to_start(&self, budget: u64) -> Option<usize> {
+        let room = budget.saturating_sub(self.reserved);
+        let fits = |at: usize| self.running_bytes + self.corrected(self.queue[at].0) <= room;
+        let largest = self.queue.len().checked_sub(1)?;
+        if fits(largest) || (self.running.is_empty() && self.reserved == 0) {
+            return Some(largest);
+        }
+        if self.reserved == 0 {
+            return None;
+        }
+        (0..largest).rev().find(|&at| fits(at))
+    }
+
     fn admit(&mut self, estimate: u64, rss: u64) -> usize {
         let id = self.next_id;
         self.next_id += 1;
         let admitted = self.corrected(estimate);
         self.running_bytes += admitted;
+        let peak = self.own(rss);
         self.running.push(Running {
             id,
             estimate,
             admitted,
             most_estimated: 0,
-            peak: rss,
+            peak,
         });
         let together: u64 = self.running.iter().map(|r| r.estimate).sum();
         for unit in &mut self.running {
@@ -223,7 +251,7 @@ impl<T> Admission<T> {
             .expect("running");
         let unit = self.running.swap_remove(at);
         self.running_bytes -= unit.admitted;
-        let peak = unit.peak.max(rss);
+        let peak = unit.peak.max(self.own(rss));
         let ratio = peak as f64 / unit.most_estimated.max(1) as f64;
         let (low, high) = CORRECTION_RANGE;
         let correction = self
@@ -239,14 +267,72 @@ impl<T> Admission<T> {
     }
 }
 
+/// Units handed to `run_fed_within_budget` while it runs: pushed as they become ready, until
+/// `close`.
+pub struct WorkQueue<T> {
+    state: Mutex<Admission<T>>,
+    changed: Condvar,
+}
+
+impl<T> WorkQueue<T> {
+    /// An empty queue; `reserved` bytes of the budget are held by other work until `close`
+    /// or `unreserve`.
+    pub fn new(reserved: u64) -> WorkQueue<T> {
+        WorkQueue {
+            state: Mutex::new(Admission {
+                queue: Vec::new(),
+                running_bytes: 0,
+                running: Vec::new(),
+                next_id: 0,
+                correction: None,
+                failed: false,
+                closed: false,
+                reserved,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Adds a unit with its memory `estimate`.
+    pub fn push(&self, estimate: u64, item: T) {
+        let mut s = self.state.lock().expect("not poisoned");
+        let at = s.queue.partition_point(|(e, _)| *e < estimate);
+        s.queue.insert(at, (estimate, item));
+        self.changed.notify_all();
+    }
+
+    /// The other work is over: the whole budget is the queue's.
+    pub fn unreserve(&self) {
+        self.state.lock().expect("not poisoned").reserved = 0;
+        self.changed.notify_all();
+    }
+
+    /// No more units will come: the workers stop once the queue is empty.
+    pub fn close(&self) {
+        let mut s = self.state.lock().expect("not poisoned");
+        s.closed = true;
+        s.reserved = 0;
+        self.changed.notify_all();
+    }
+
+    /// Stops the workers after the units they are running (the feeding failed).
+    pub fn fail(&self) {
+        let mut s = self.state.lock().expect("not poisoned");
+        s.failed = true;
+        s.closed = true;
+        self.changed.notify_all();
+    }
+}
+
 /// Runs `work` on every item, `(estimate, item)`, on up to `workers` threads, starting an
 /// item only while the estimates of the running ones plus its own fit `budget` (or when
 /// nothing runs). Resident memory, as `rss` reads it (`current_rss` in a run), is sampled
 /// while items run; each finished item's peak, against the estimates that ran beside it,
-/// refines the estimates of the items admitted after it, and is passed to `observe`. Plain threads rather than a rayon pool: polars
-/// runs its own rayon pool, and calling into it from another pool's workers has deadlocked.
+/// refines the estimates of the items admitted after it, and is passed to `observe`. Plain
+/// threads rather than a rayon pool: polars runs its own rayon pool, and calling into it
+/// from another pool's workers has deadlocked.
 pub fn run_within_budget<T, R, F, O, M>(
-    mut items: Vec<(u64, T)>,
+    items: Vec<(u64, T)>,
     budget: u64,
     workers: usize,
     rss: M,
@@ -260,17 +346,32 @@ where
     O: Fn(&R, Observed) + Sync,
     M: Fn() -> u64 + Sync,
 {
-    items.sort_by_key(|(estimate, _)| std::cmp::Reverse(*estimate));
-    items.reverse(); // popped from the back: largest first
-    let state = Mutex::new(Admission {
-        queue: items,
-        running_bytes: 0,
-        running: Vec::new(),
-        next_id: 0,
-        correction: None,
-        failed: false,
-    });
-    let changed = Condvar::new();
+    let queue = WorkQueue::new(0);
+    for (estimate, item) in items {
+        queue.push(estimate, item);
+    }
+    queue.close();
+    run_fed_within_budget(&queue, budget, workers, rss, work, observe)
+}
+
+/// `run_within_budget` on the items of `queue`, as they are pushed, until it is closed and
+/// empty. While memory is reserved, an item starts only if it fits beside it.
+pub fn run_fed_within_budget<T, R, F, O, M>(
+    queue: &WorkQueue<T>,
+    budget: u64,
+    workers: usize,
+    rss: M,
+    work: F,
+    observe: O,
+) -> Result<Vec<R>>
+where
+    T: Send,
+    R: Send,
+    F: Fn(T) -> Result<R> + Sync,
+    O: Fn(&R, Observed) + Sync,
+    M: Fn() -> u64 + Sync,
+{
+    let WorkQueue { state, changed } = queue;
     let results = Mutex::new(Vec::new());
     let first_error = Mutex::new(None);
     let finished = AtomicBool::new(false);
@@ -278,9 +379,12 @@ where
         scope.spawn(|| {
             while !finished.load(Ordering::Relaxed) {
                 let rss = rss();
-                for unit in &mut state.lock().expect("not poisoned").running {
-                    unit.peak = unit.peak.max(rss);
+                let mut s = state.lock().expect("not poisoned");
+                let own = s.own(rss);
+                for unit in &mut s.running {
+                    unit.peak = unit.peak.max(own);
                 }
+                drop(s);
                 std::thread::sleep(SAMPLE_EVERY);
             }
         });
@@ -289,17 +393,16 @@ where
                 scope.spawn(|| loop {
                     let (id, item) = {
                         let mut s = state.lock().expect("not poisoned");
-                        loop {
-                            if s.failed || s.queue.is_empty() {
+                        let at = loop {
+                            if s.failed || (s.closed && s.queue.is_empty()) {
                                 return;
                             }
-                            let next = s.corrected(s.queue.last().expect("not empty").0);
-                            if s.running.is_empty() || s.running_bytes + next <= budget {
-                                break;
+                            if let Some(at) = s.next_to_start(budget) {
+                                break at;
                             }
                             s = changed.wait(s).expect("not poisoned");
-                        }
-                        let (estimate, item) = s.queue.pop().expect("not empty");
+                        };
+                        let (estimate, item) = s.queue.remove(at);
                         (s.admit(estimate, rss()), item)
                     };
                     let outcome = work(item);
@@ -466,6 +569,61 @@ mod tests {
             assert_eq!((seen.estimate, seen.peak), (100, 1000));
             assert_eq!(seen.correction, 4.0);
         }
+    }
+
+    #[test]
+    fn fed_items_run_as_they_come_and_reserved_memory_holds_them_back() {
+        // A budget of 100 of which 60 are reserved (extraction running): an item of 50
+        // waits, though nothing runs, until the reservation ends; one of 30 runs at once.
+        let queue = WorkQueue::new(60);
+        let ran = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            let workers = scope.spawn(|| {
+                run_fed_within_budget(
+                    &queue,
+                    100,
+                    2,
+                    || 0,
+                    |item: u64| {
+                        ran.lock().unwrap().push(item);
+                        Ok(item)
+                    },
+                    |_, _| {},
+                )
+            });
+            queue.push(50, 50);
+            queue.push(30, 30);
+            let waited = std::time::Instant::now();
+            while ran.lock().unwrap().is_empty() {
+                assert!(waited.elapsed().as_secs() < 10, "the small item never ran");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert_eq!(
+                *ran.lock().unwrap(),
+                vec![30],
+                "the large item ran beside the reserve"
+            );
+            queue.unreserve();
+            queue.push(10, 10);
+            queue.close();
+            let mut done = workers.join().unwrap().unwrap();
+            done.sort();
+            assert_eq!(done, vec![10, 30, 50]);
+        });
+    }
+
+    #[test]
+    fn a_failed_feeding_stops_the_workers() {
+        let queue = WorkQueue::new(0);
+        std::thread::scope(|scope| {
+            let workers =
+                scope.spawn(|| run_fed_within_budget(&queue, 100, 2, || 0, Ok, |_, _| {}));
+            queue.push(1, 1u8);
+            queue.fail();
+            // Returns (rather than waiting for more items) with what it ran, if anything.
+            assert!(workers.join().unwrap().unwrap().len() <= 1);
+        });
     }
 
     #[test]
