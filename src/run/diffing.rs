@@ -3,7 +3,7 @@
 //! that diffs fill the cores while later backups are still extracted; finished units are
 //! made durable by a thread of their own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
@@ -160,6 +160,9 @@ struct Feeder<'a> {
     reused: usize,
     /// Units handed on before extraction was over.
     early: usize,
+    /// Chains handed on, and the sources they are of.
+    chains: usize,
+    sources: BTreeSet<String>,
 }
 
 impl<'a> Feeder<'a> {
@@ -176,6 +179,8 @@ impl<'a> Feeder<'a> {
             pending: 0,
             reused: 0,
             early: 0,
+            chains: 0,
+            sources: BTreeSet::new(),
         }
     }
 
@@ -245,6 +250,7 @@ impl<'a> Feeder<'a> {
     ) -> Result<()> {
         let Some(extracts) = extracts else {
             self.hand_on(queue, true);
+            self.log_chains();
             return Ok(());
         };
         self.hand_on(queue, false);
@@ -271,7 +277,19 @@ impl<'a> Feeder<'a> {
             self.early, self.pending
         );
         self.hand_on(queue, true);
+        self.log_chains();
         Ok(())
+    }
+
+    /// Says how the units went to the workers: one chain per source, or more when chains
+    /// were cut into pieces (`chains`) or handed on as backups were extracted.
+    fn log_chains(&self) {
+        debug!(
+            "{} diff unit(s) in {} chain(s) of {} source(s)",
+            self.pending,
+            self.chains,
+            self.sources.len()
+        );
     }
 
     /// Hands the waiting units to `queue` as chains: every one at the `end` of extraction;
@@ -280,6 +298,7 @@ impl<'a> Feeder<'a> {
     /// little), any other source at once.
     fn hand_on(&mut self, queue: &WorkQueue<Vec<Ready>>, end: bool) {
         for (stem, units) in std::mem::take(&mut self.waiting) {
+            self.sources.insert(stem.clone());
             let small = units.iter().all(|r| r.unit.rows < SMALL_UNIT_ROWS);
             let rows: u64 = units.iter().map(|r| r.unit.rows).sum();
             if !end && small && rows < self.piece_rows {
@@ -298,6 +317,7 @@ impl<'a> Feeder<'a> {
                     }
                 }
             }
+            self.chains += chains.len();
             for (estimate, chain) in chains {
                 if !end {
                     self.early += chain.len();
@@ -488,8 +508,6 @@ fn chains(work: Vec<Ready>, piece_rows: u64) -> Vec<(u64, Vec<Ready>)> {
             (by_source.entry(ready.unit.stem.clone()).or_default()).push(ready);
         }
     }
-    let sources = by_source.len();
-    let whole = alone.len();
     for mut units in by_source.into_values() {
         units.sort_by_key(|r| r.unit.index);
         let small = units.iter().all(|r| r.unit.rows < SMALL_UNIT_ROWS);
@@ -498,12 +516,6 @@ fn chains(work: Vec<Ready>, piece_rows: u64) -> Vec<(u64, Vec<Ready>)> {
             let estimate = piece.iter().map(|r| r.estimate).max();
             alone.push((estimate.unwrap_or(0), piece));
         }
-    }
-    if alone.len() - whole > sources {
-        debug!(
-            "the chains of {sources} source(s) cut into {} pieces",
-            alone.len() - whole
-        );
     }
     alone
 }
