@@ -77,8 +77,9 @@ pub fn diff_all(input: DiffInput, records: &mut Vec<DiffRecord>) -> Result<(usiz
     feeder.plan_ready(0..plan.extracts.len(), &mut kept)?;
     if let Some(spark) = spark {
         // Before anything is written: every pending unit must be in the result.
-        let pending = feeder.waiting.values().flatten().map(|r| &r.unit.inputs);
-        spark.check_covers(pending)?;
+        let mut pending: Vec<&Ready> = feeder.waiting.values().flatten().collect();
+        pending.sort_by_key(|r| r.unit.index);
+        spark.check_covers(pending.into_iter().map(|r| &r.unit.inputs))?;
     }
     let journal = Journal::start(&paths.journal, kept.iter())?;
     records.extend(kept);
