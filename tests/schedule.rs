@@ -133,29 +133,24 @@ fn a_broken_backup_during_overlapped_diffs_leaves_the_rest_done() {
     let whole = std::fs::read(broken).unwrap();
     std::fs::write(broken, &whole[..whole.len() / 2]).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let overlapped = ["--jobs", "2", "-v", "--chain-piece-rows", "1"];
-    let output = migrate()
-        .arg("--backups")
-        .arg(data.path())
-        .arg("--out")
-        .arg(out.path())
-        .args(overlapped)
-        .output()
-        .unwrap();
+    let overlapped = || {
+        migrate()
+            .arg("--backups")
+            .arg(data.path())
+            .arg("--out")
+            .arg(out.path())
+            .args(["--jobs", "2", "-v", "--chain-piece-rows", "1"])
+            .output()
+            .unwrap()
+    };
+    let output = overlapped();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let name = broken.file_name().unwrap().to_string_lossy();
     assert!(stderr.contains("could not be extracted: "), "{stderr}");
     assert!(stderr.contains(&*name), "{stderr}");
     std::fs::write(broken, &whole).unwrap();
-    let rerun = migrate()
-        .arg("--backups")
-        .arg(data.path())
-        .arg("--out")
-        .arg(out.path())
-        .args(overlapped)
-        .output()
-        .unwrap();
+    let rerun = overlapped();
     let summary = String::from_utf8_lossy(&rerun.stdout);
     // The extract of 20200604, and the diffs of it and 20200605 (3 sources each).
     assert!(summary.contains("7 units run, 17 reused"), "{summary}");

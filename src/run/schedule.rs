@@ -324,38 +324,14 @@ impl<T> WorkQueue<T> {
     }
 }
 
-/// Runs `work` on every item, `(estimate, item)`, on up to `workers` threads, starting an
-/// item only while the estimates of the running ones plus its own fit `budget` (or when
-/// nothing runs). Resident memory, as `rss` reads it (`current_rss` in a run), is sampled
-/// while items run; each finished item's peak, against the estimates that ran beside it,
-/// refines the estimates of the items admitted after it, and is passed to `observe`. Plain
-/// threads rather than a rayon pool: polars runs its own rayon pool, and calling into it
-/// from another pool's workers has deadlocked.
-pub fn run_within_budget<T, R, F, O, M>(
-    items: Vec<(u64, T)>,
-    budget: u64,
-    workers: usize,
-    rss: M,
-    work: F,
-    observe: O,
-) -> Result<Vec<R>>
-where
-    T: Send,
-    R: Send,
-    F: Fn(T) -> Result<R> + Sync,
-    O: Fn(&R, Observed) + Sync,
-    M: Fn() -> u64 + Sync,
-{
-    let queue = WorkQueue::new(0);
-    for (estimate, item) in items {
-        queue.push(estimate, item);
-    }
-    queue.close();
-    run_fed_within_budget(&queue, budget, workers, rss, work, observe)
-}
-
-/// `run_within_budget` on the items of `queue`, as they are pushed, until it is closed and
-/// empty. While memory is reserved, an item starts only if it fits beside it.
+/// Runs `work` on every item of `queue`, `(estimate, item)`, as they are pushed until it is
+/// closed and empty, on up to `workers` threads, starting an item only while the estimates
+/// of the running ones plus its own fit `budget` (or when nothing runs), and while memory is
+/// reserved, beside it. Resident memory, as `rss` reads it (`current_rss` in a run), is
+/// sampled while items run; each finished item's peak, against the estimates that ran
+/// beside it, refines the estimates of the items admitted after it, and is passed to
+/// `observe`. Plain threads rather than a rayon pool: polars runs its own rayon pool, and
+/// calling into it from another pool's workers has deadlocked.
 pub fn run_fed_within_budget<T, R, F, O, M>(
     queue: &WorkQueue<T>,
     budget: u64,
@@ -439,6 +415,16 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    /// A closed queue of `items`, all known at the start.
+    fn queue_of<T>(items: Vec<(u64, T)>) -> WorkQueue<T> {
+        let queue = WorkQueue::new(0);
+        for (estimate, item) in items {
+            queue.push(estimate, item);
+        }
+        queue.close();
+        queue
+    }
+
     #[test]
     fn buckets_make_each_part_fit() {
         assert_eq!(buckets_for(100_000, 1 << 30, None), 1);
@@ -493,8 +479,8 @@ mod tests {
             .iter()
             .map(|&e| (e, e))
             .collect();
-        let done = run_within_budget(
-            items,
+        let done = run_fed_within_budget(
+            &queue_of(items),
             70,
             4,
             || 0,
@@ -520,10 +506,18 @@ mod tests {
 
     #[test]
     fn an_item_larger_than_the_budget_still_runs_alone_and_errors_stop_the_rest() {
-        let done = run_within_budget(vec![(500, 1), (10, 2)], 100, 2, || 0, Ok, |_, _| {}).unwrap();
+        let done = run_fed_within_budget(
+            &queue_of(vec![(500, 1), (10, 2)]),
+            100,
+            2,
+            || 0,
+            Ok,
+            |_, _| {},
+        )
+        .unwrap();
         assert_eq!(done.len(), 2);
-        let failed = run_within_budget(
-            vec![(10, 1), (10, 2), (10, 3)],
+        let failed = run_fed_within_budget(
+            &queue_of(vec![(10, 1), (10, 2), (10, 3)]),
             100,
             1,
             || 0,
@@ -545,8 +539,8 @@ mod tests {
         let most_at_once = Mutex::new(Vec::new());
         let observed = Mutex::new(Vec::new());
         let items: Vec<(u64, usize)> = (0..3).map(|i| (100, i)).collect();
-        run_within_budget(
-            items,
+        run_fed_within_budget(
+            &queue_of(items),
             250,
             2,
             || 1000,
@@ -629,8 +623,8 @@ mod tests {
     #[test]
     fn estimates_are_never_lowered_by_observation() {
         let observed = Mutex::new(Vec::new());
-        run_within_budget(
-            vec![(100, 0), (100, 1)],
+        run_fed_within_budget(
+            &queue_of(vec![(100, 0), (100, 1)]),
             1000,
             1,
             || 10,
