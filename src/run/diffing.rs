@@ -223,11 +223,11 @@ impl<'a> Feeder<'a> {
                     kept.push(record);
                     continue;
                 }
-                let buckets = self.stage.buckets(&unit, &current)?;
+                let (buckets, estimate) = self.stage.buckets(&unit, &current)?;
                 self.pending += 1;
                 self.stage.tally.add(index);
                 let ready = Ready {
-                    estimate: estimate_diff_bytes(unit.rows / buckets as u64),
+                    estimate,
                     unit,
                     buckets,
                     current: current.clone(),
@@ -652,8 +652,8 @@ struct DiffStage<'a> {
 
 impl DiffStage<'_> {
     /// Into how many buckets `unit` is split to fit the budget (its backup's extract is
-    /// `info`).
-    fn buckets(&self, unit: &DiffUnit, info: &PartitionInfo) -> Result<usize> {
+    /// `info`), and the memory estimate of one.
+    fn buckets(&self, unit: &DiffUnit, info: &PartitionInfo) -> Result<(usize, u64)> {
         let (config, budget) = (self.config, self.budget);
         let mut buckets = buckets_for(unit.rows, budget, config.max_part_rows);
         if buckets > 1 {
@@ -705,7 +705,7 @@ impl DiffStage<'_> {
                 budget as f64 / 1e6
             );
         }
-        Ok(buckets)
+        Ok((buckets, estimate))
     }
 }
 
