@@ -36,6 +36,13 @@ pub(super) fn parse_integer(bytes: &[u8]) -> Option<i64> {
     // i64::MIN has no positive twin.
     let mut value: i64 = 0;
     if digits.len() <= 18 {
+        // Eight digits a step (timestamps and dates have 8-10): the byte loop was a quarter
+        // of the partition writer's time.
+        let mut digits = digits;
+        while let Some((eight, rest)) = digits.split_first_chunk::<8>() {
+            value = value * 100_000_000 - eight_digits(*eight)?;
+            digits = rest;
+        }
         for &d in digits {
             let digit = d.wrapping_sub(b'0');
             if digit > 9 {
@@ -57,6 +64,27 @@ pub(super) fn parse_integer(bytes: &[u8]) -> Option<i64> {
     } else {
         value.checked_neg()
     }
+}
+
+/// The number eight ASCII digits spell, if they are all digits: all eight at once in a
+/// `u64` (each byte's digit, then pairs, fours and the eight combined by multiplies).
+#[inline]
+fn eight_digits(bytes: [u8; 8]) -> Option<i64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    let word = u64::from_le_bytes(bytes);
+    // Every byte 0x30..=0x39: its high nibble is 3, and adding 6 does not carry into it.
+    let all_digits = (word & HIGH_NIBBLES) == ZEROS
+        && (word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) == ZEROS;
+    if !all_digits {
+        return None;
+    }
+    let mut word = word - ZEROS;
+    // The first byte is the most significant digit.
+    word = (word * 10 + (word >> 8)) & 0x00FF_00FF_00FF_00FF;
+    word = (word * 100 + (word >> 16)) & 0x0000_FFFF_0000_FFFF;
+    word = (word * 10_000 + (word >> 32)) & 0xFFFF_FFFF;
+    Some(word as i64)
 }
 
 /// The unsigned integer `bytes` spells, if it is one that fits in 64 bits (`bigint
@@ -132,6 +160,38 @@ mod tests {
                 std_integer(text),
                 "{text:?}"
             );
+        }
+    }
+
+    /// Eight digits at once: every length around the word's, every byte position of a
+    /// non-digit, and the bytes just outside `0`..`9` (`/` and `:`), which share its nibbles.
+    #[test]
+    fn integers_of_eight_and_more_digits_read_as_the_standard_library_reads_them() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 1..=20 {
+            for _ in 0..300 {
+                let mut text: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        b'0' + (state % 10) as u8
+                    })
+                    .collect();
+                let at = (state >> 32) as usize % len;
+                let text_ok = String::from_utf8(text.clone()).unwrap();
+                assert_eq!(parse_integer(&text), std_integer(&text_ok), "{text_ok}");
+                let negative = format!("-{text_ok}");
+                assert_eq!(
+                    parse_integer(negative.as_bytes()),
+                    std_integer(&negative),
+                    "{negative}"
+                );
+                for bad in [b'/', b':', b'a', b' ', 0x80, 0xb0] {
+                    text[at] = bad;
+                    assert_eq!(parse_integer(&text), None, "{text:?}");
+                }
+            }
         }
     }
 
