@@ -22,7 +22,9 @@ use crate::workdir::atomic::{staged_prefix, write_file};
 /// 4: Parquet partitions carry the key's fingerprint, LZ4-compressed, no statistics.
 /// 5: every column type exactly: `bigint unsigned` as unsigned 64-bit integers, decimals as
 ///    their canonical text (no longer doubles), `year` as integers.
-const PARTITION_FORMAT: u32 = 5;
+/// 6: the key's fingerprint folds one word per value (text by its hash), not one hash of
+///    all the key's bytes.
+const PARTITION_FORMAT: u32 = 6;
 
 /// The inputs of one extract: the backup file as found, and the options that shape the
 /// partitions. The file is identified by name, size and modification time, like make and

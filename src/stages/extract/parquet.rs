@@ -152,7 +152,7 @@ impl Builder {
             Builder::Text(b) => {
                 buffered = b.push(text(bytes, ascii)?);
                 if let Some(key) = key {
-                    key.text(bytes);
+                    key.text_hashed(b.last_hash());
                 }
             }
             Builder::Integer(b) => {
@@ -181,7 +181,7 @@ impl Builder {
                 // SAFETY: the canonical text is made of ASCII digits, `-` and `.` only.
                 buffered = b.push(unsafe { std::str::from_utf8_unchecked(canonical) });
                 if let Some(key) = key {
-                    key.text(canonical);
+                    key.text_hashed(b.last_hash());
                 }
             }
         }
