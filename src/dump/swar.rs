@@ -26,6 +26,22 @@ pub fn below(word: u64, bound: u8) -> u64 {
     word.wrapping_sub(ONES * u64::from(bound)) & !word & HIGHS
 }
 
+/// True when no byte of `bytes` is above 127. The words are or-ed together with no exit on
+/// the way, a loop the compiler turns into vector instructions: a row's check took 160
+/// instructions with the standard library's, which stops at the first non-ASCII word.
+#[inline]
+pub fn is_ascii(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let tail = words
+        .remainder()
+        .iter()
+        .fold(0u64, |all, &b| all | u64::from(b));
+    let all = words.fold(tail, |all, word| {
+        all | u64::from_le_bytes(word.try_into().expect("eight bytes"))
+    });
+    all & HIGHS == 0
+}
+
 /// The index within the word of the first marked byte of a non-zero `mask`.
 #[inline]
 pub fn first(mask: u64) -> usize {
@@ -38,6 +54,22 @@ mod tests {
 
     /// Each search against a byte-by-byte one, at every offset of words with the match
     /// anywhere, repeated, and beside bytes above 127.
+    #[test]
+    fn ascii_agrees_with_the_standard_library() {
+        for len in 0..80 {
+            let ascii: Vec<u8> = (0..len).map(|i| (i * 37 % 128) as u8).collect();
+            assert!(is_ascii(&ascii));
+            for at in 0..len {
+                for high in [0x80, 0xc3, 0xff] {
+                    let mut bytes = ascii.clone();
+                    bytes[at] = high;
+                    assert_eq!(is_ascii(&bytes), bytes.is_ascii(), "{len} {at}");
+                    assert!(!is_ascii(&bytes));
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_first_match_agrees_with_a_byte_loop() {
         let alphabet = [
