@@ -151,6 +151,11 @@ pub fn parse_tuple(input: &[u8], row: &mut Fields) -> Result<usize, TupleError> 
             quote @ (b'\'' | b'"') => parse_quoted(input, pos, quote, FieldKind::Quoted, row)?,
             _ => parse_unquoted(input, pos, row)?,
         };
+        // Dumps write no spaces between values: a comma and then the next value, mostly.
+        if input.get(pos) == Some(&b',') && input.get(pos + 1).is_some_and(|&b| !is_space(b)) {
+            pos += 1;
+            continue;
+        }
         pos = skip_space(input, pos)?;
         match input[pos] {
             b',' => pos = skip_space(input, pos + 1)?,
@@ -279,6 +284,10 @@ static BARE_STOP: [bool; 256] = {
 fn parse_unquoted(input: &[u8], start: usize, row: &mut Fields) -> Result<usize, TupleError> {
     let pos = token_end(input, start)?;
     let token = &input[start..pos];
+    if is_plain_number(token) && matches!(input[pos], b',' | b')') {
+        row.push_spelled(FieldKind::Bare, start, pos);
+        return Ok(pos);
+    }
     match literals::classify(token, input[pos]) {
         Token::Introducer => {
             let kind = if literals::is_binary_introducer(token) {
@@ -314,6 +323,18 @@ fn parse_unquoted(input: &[u8], start: usize, row: &mut Fields) -> Result<usize,
         row.push_spelled(FieldKind::Bare, start, pos);
     }
     Ok(pos)
+}
+
+/// True for a token that can only be a number, the common case of an unquoted value: it
+/// starts with a digit or `-`, and not with the `0x` or `0b` of a literal. (What else it
+/// holds is for the column's type to judge.)
+#[inline]
+fn is_plain_number(token: &[u8]) -> bool {
+    match token {
+        [b'0', b'x' | b'b', ..] => false,
+        [first, ..] => first.is_ascii_digit() || *first == b'-',
+        [] => false,
+    }
 }
 
 /// The index of the byte that ends the unquoted token starting at `start`. Eight bytes a
