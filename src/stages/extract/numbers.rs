@@ -24,6 +24,7 @@ pub(super) fn is_decimal(bytes: &[u8]) -> bool {
 /// The integer `bytes` spells, if it is one that fits in 64 bits. One pass: each byte is
 /// checked as it is added (a separate `is_integer` pass first cost a second read of every
 /// integer of a backup).
+#[inline]
 pub(super) fn parse_integer(bytes: &[u8]) -> Option<i64> {
     let (negative, digits) = match bytes.strip_prefix(b"-") {
         Some(digits) => (true, digits),
