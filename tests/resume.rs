@@ -246,6 +246,51 @@ fn changes_redo_exactly_the_units_they_affect() {
     );
 }
 
+/// Partitions recorded with another format version (an older `migrate`'s) are extracted
+/// again, and every diff with them: their key fingerprints need not match this version's.
+#[test]
+fn partitions_of_another_format_are_extracted_again() {
+    let data = tempfile::tempdir().unwrap();
+    write_series(data.path(), 4, 4, &[]);
+    let out = tempfile::tempdir().unwrap();
+    finish(data.path(), out.path(), &[]);
+    let partitions = out.path().join(".work/partitions");
+    let mut rewritten = 0;
+    for entry in std::fs::read_dir(&partitions).unwrap() {
+        let record = entry.unwrap().path().join("_partitions.json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+        let format = &mut json["inputs"]["format"];
+        assert!(format.as_u64().is_some_and(|f| f > 1), "{json}");
+        *format = (format.as_u64().unwrap() - 1).into();
+        std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+        rewritten += 1;
+    }
+    assert_eq!(rewritten, 4);
+    // The diffs' journal names the format of both partitions each diff read.
+    let journal = out.path().join(".work/diffs.jsonl");
+    let older: Vec<String> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            for path in ["/inputs/current/format", "/inputs/previous/1/format"] {
+                if let Some(format) = record.pointer_mut(path) {
+                    *format = (format.as_u64().unwrap() - 1).into();
+                }
+            }
+            record.to_string()
+        })
+        .collect();
+    assert_eq!(older.len(), 4 * 3);
+    std::fs::write(&journal, older.join("\n") + "\n").unwrap();
+    let redone = units_run(&finish(data.path(), out.path(), &[]));
+    let extracts = redone.iter().filter(|u| u.starts_with("extract")).count();
+    assert_eq!(extracts, 4, "{redone:?}");
+    assert_eq!(redone.len(), 4 + 4 * 3, "{redone:?}");
+    assert_same_tree(out.path(), &reference(data.path(), &[]));
+}
+
 #[test]
 fn stages_run_one_at_a_time_resume_like_the_whole_run() {
     let data = tempfile::tempdir().unwrap();
