@@ -52,8 +52,7 @@ pub fn first(mask: u64) -> usize {
 mod tests {
     use super::*;
 
-    /// Each search against a byte-by-byte one, at every offset of words with the match
-    /// anywhere, repeated, and beside bytes above 127.
+    /// Every length around the word's, a byte above 127 at every place.
     #[test]
     fn ascii_agrees_with_the_standard_library() {
         for len in 0..80 {
@@ -70,6 +69,8 @@ mod tests {
         }
     }
 
+    /// Each search against a byte-by-byte one, at every offset of words with the match
+    /// anywhere, repeated, and beside bytes above 127.
     #[test]
     fn the_first_match_agrees_with_a_byte_loop() {
         let alphabet = [

@@ -39,7 +39,7 @@ const NO_VALUE: u32 = u32::MAX;
 
 /// Slice equality without a call to `memcmp` for short values (most of a dump's text), where
 /// the call cost more than the comparison: up to 16 bytes are compared as two words that
-/// may overlap (a byte loop was a fifth of this column's instructions).
+/// may overlap (a byte loop was over a third of this column's instructions).
 #[inline]
 pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let len = a.len();
